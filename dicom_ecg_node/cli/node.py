@@ -1,0 +1,1 @@
+"""ecg-node commands: node (being written)."""

@@ -1,0 +1,1 @@
+"""ecg-node commands: synth (being written)."""

@@ -1,0 +1,87 @@
+"""The single error hierarchy of dicom-ecg-node.
+
+Every failure the node can explain is one of these. Lower-layer exceptions (pydicom, peewee, OSError) are
+caught where they happen and re-raised as one of these with ``raise ... from exc``. The network edge
+(``dicom_ecg_node.net.status``) maps them to DIMSE statuses in one table; the CLI maps them to a message and an
+exit code.
+
+::
+
+    EcgNodeError
+    ├── ConfigError                 invalid setting, file or flag
+    ├── WaveformError               waveform object cannot be decoded faithfully
+    ├── DatasetError                identifying attributes missing or invalid (not a waveform-specific problem)
+    │   └── UnsupportedSOPClassError
+    ├── ArchiveError                file placement, write, read or checksum failure
+    │   └── StorageFullError        no space left (DIMSE 0xA700)
+    ├── CatalogError                database failure
+    │   └── InstanceConflictError   same SOP Instance UID, different content
+    ├── QueryError                  invalid C-FIND / C-MOVE / C-GET identifier
+    └── NotFoundError               a requested UID, patient or AE is unknown
+"""
+
+from __future__ import annotations
+
+
+class EcgNodeError(Exception):
+    """Base of every error dicom-ecg-node raises on purpose."""
+
+
+class ConfigError(EcgNodeError):
+    """A configuration value, file or flag is invalid."""
+
+
+class WaveformError(EcgNodeError):
+    """A waveform object cannot be decoded faithfully.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    attribute : str, optional
+        The DICOM keyword of the offending attribute.
+    group : int, optional
+        Zero-based index of the multiplex group (Waveform Sequence item) concerned.
+    """
+
+    def __init__(self, message: str, *, attribute: str | None = None, group: int | None = None) -> None:
+        self.attribute = attribute
+        self.group = group
+        where = []
+        if group is not None:
+            where.append(f"Waveform Sequence item {group}")
+        if attribute:
+            where.append(attribute)
+        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+
+class DatasetError(EcgNodeError):
+    """A dataset lacks a required identifying attribute or carries an invalid one."""
+
+
+class UnsupportedSOPClassError(DatasetError):
+    """The SOP class is not one the node stores."""
+
+
+class ArchiveError(EcgNodeError):
+    """A file could not be placed, written, read or verified."""
+
+
+class StorageFullError(ArchiveError):
+    """The archive's file system has no space left."""
+
+
+class CatalogError(EcgNodeError):
+    """The catalog database failed."""
+
+
+class InstanceConflictError(CatalogError):
+    """A SOP Instance UID already stored arrives again with different content."""
+
+
+class QueryError(EcgNodeError):
+    """A query or retrieve identifier is invalid."""
+
+
+class NotFoundError(EcgNodeError):
+    """A requested UID, patient or application entity is unknown."""
