@@ -11,6 +11,7 @@ exit code.
     ├── ConfigError                 invalid setting, file or flag
     ├── WaveformError               waveform object cannot be decoded faithfully
     ├── DatasetError                identifying attributes missing or invalid (not a waveform-specific problem)
+    │   ├── UnreadableDatasetError  the bytes are not a parseable DICOM dataset
     │   └── UnsupportedSOPClassError
     ├── ArchiveError                file placement, write, read or checksum failure
     │   └── StorageFullError        no space left (DIMSE 0xA700)
@@ -57,6 +58,10 @@ class WaveformError(EcgNodeError):
 
 class DatasetError(EcgNodeError):
     """A dataset lacks a required identifying attribute or carries an invalid one."""
+
+
+class UnreadableDatasetError(DatasetError):
+    """The bytes received are not a DICOM dataset that can be parsed."""
 
 
 class UnsupportedSOPClassError(DatasetError):

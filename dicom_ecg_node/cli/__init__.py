@@ -37,9 +37,11 @@ class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command is listed or run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """All command names, without importing them."""
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import and return the command ``cmd_name`` (``None`` if unknown)."""
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None

@@ -1,0 +1,126 @@
+"""Run the node in one process, or in several receiving processes behind one port (``SO_REUSEPORT``).
+
+pynetdicom runs every association in a Python thread, so one process uses one core at most for decoding, hashing
+and DIMSE parsing. With ``workers > 1`` each worker process binds the same port with ``SO_REUSEPORT`` and the
+kernel spreads incoming connections among them; each worker has its own catalog connection (SQLite in WAL mode
+serialises only the short commit, see the catalog).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from dicom_ecg_node.config import NodeConfig
+from dicom_ecg_node.errors import ConfigError
+
+log = logging.getLogger("dicom_ecg_node.net")
+
+
+def _worker_count(config: NodeConfig) -> int:
+    return config.workers or os.cpu_count() or 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker if the parent dies (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: bool = False,
+                     ready: threading.Event | None = None) -> None:
+    """Serve in this process until ``stop`` is set.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        Node settings.
+    stop : threading.Event
+        Set it to stop gracefully.
+    reuse_port : bool
+        Bind with ``SO_REUSEPORT`` (worker mode).
+    ready : threading.Event, optional
+        Set once the port is bound.
+    """
+    from dicom_ecg_node.net.server import DicomNode
+    from dicom_ecg_node.services.ingest import IngestService
+
+    ingest = IngestService.open(config)
+    try:
+        node = DicomNode(config, ingest, reuse_port=reuse_port)
+        node.start()
+        if ready is not None:
+            ready.set()
+        try:
+            stop.wait()
+        finally:
+            node.stop()
+    finally:
+        ingest.close()
+
+
+def _worker_main(config: NodeConfig, index: int) -> None:
+    _die_with_parent()
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
+                        format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+    logging.Formatter.converter = time.gmtime
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as SIGTERM
+    serve_in_process(config, stop, reuse_port=True)
+
+
+def run_node(config: NodeConfig, stop: threading.Event) -> None:
+    """Run the node until ``stop`` is set: in this process, or in ``config.workers`` worker processes.
+
+    Raises
+    ------
+    ConfigError
+        Several workers asked for with port 0 (each would bind a different port).
+    """
+    from dicom_ecg_node.services.ingest import IngestService
+
+    workers = _worker_count(config)
+    if workers == 1:
+        serve_in_process(config, stop)
+        return
+    if config.port == 0:
+        raise ConfigError("workers: several worker processes need a fixed port, not 0")
+    # Create or migrate the catalog once, before workers race to do it.
+    IngestService.open(config).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+    for i in range(workers):
+        p = ctx.Process(target=_worker_main, args=(config, i), name=f"ecg-node-worker-{i}", daemon=False)
+        p.start()
+        procs.append(p)
+    log.info("started %d worker processes on port %d", workers, config.port)
+    try:
+        while not stop.wait(1.0):
+            for i, p in enumerate(procs):
+                if not p.is_alive():
+                    log.error("worker %d exited with %s; restarting it", i, p.exitcode)
+                    procs[i] = ctx.Process(target=_worker_main, args=(config, i), name=p.name, daemon=False)
+                    procs[i].start()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker finishes its associations in flight
+        for p in procs:
+            p.join()
+        log.info("all workers stopped")
