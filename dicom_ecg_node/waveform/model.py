@@ -181,13 +181,48 @@ class Measurement:
     units : str or None
         Code Value of Measurement Units Code Sequence (UCUM).
     referenced_channels : tuple of (int, int)
-        (multiplex group number, channel number) pairs from Referenced Waveform Channels, 1-based as sent.
+        (multiplex group number, channel number) pairs from Referenced Waveform Channels, 1-based as sent;
+        channel 0 means every channel of that group (PS3.3 C.10.10.1.1).
+    annotation_group_number : int or None
+        Annotation Group Number (0040,A180), when sent.
     """
 
     concept: CodedConcept
     value: float
     units: str | None = None
     referenced_channels: tuple[tuple[int, int], ...] = ()
+    annotation_group_number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fiducial:
+    """A coded or textual annotation anchored in time (PS3.3 C.10.10.1.2, C.10.10.1.3): e.g. a P onset.
+
+    Attributes
+    ----------
+    concept : CodedConcept or None
+        Concept Name Code Sequence (e.g. ``(5.10.3-1, SCPECG, P Onset)``).
+    text : str or None
+        Unformatted Text Value, when sent.
+    temporal_range_type : str or None
+        POINT, MULTIPOINT, SEGMENT, MULTISEGMENT, BEGIN or END.
+    sample_positions : tuple of int
+        Referenced Sample Positions (1-based sample numbers within the referenced group, as sent).
+    time_offsets : tuple of float
+        Referenced Time Offsets, as sent.
+    referenced_channels : tuple of (int, int)
+        (multiplex group number, channel number) pairs, 1-based as sent; channel 0 means every channel of the group.
+    annotation_group_number : int or None
+        Annotation Group Number (0040,A180), grouping related annotations (e.g. the fiducials of one beat).
+    """
+
+    concept: CodedConcept | None
+    text: str | None = None
+    temporal_range_type: str | None = None
+    sample_positions: tuple[int, ...] = ()
+    time_offsets: tuple[float, ...] = ()
+    referenced_channels: tuple[tuple[int, int], ...] = ()
+    annotation_group_number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +263,15 @@ class Recording:
     zone_source : str or None
         Where the zone came from: ``"datetime"`` (its own offset), ``"TimezoneOffsetFromUTC"``, ``"default"``
         or ``None`` (time unknown).
+    patient_birth_date, patient_sex, modality, manufacturer, model_name, device_serial_number : str or None
+        As sent.
+    time_source_attribute : str or None
+        The attribute(s) the acquisition time was read from: ``"AcquisitionDateTime"``, or a fallback
+        ``"AcquisitionDate+AcquisitionTime"``, ``"ContentDate+ContentTime"``, ``"StudyDate+StudyTime"``.
+    fiducials : list of Fiducial
+        Annotations anchored at sample positions or times (fiducial points, segments).
+    transfer_syntax_uid : str or None
+        Transfer syntax the object was read with, when known.
     """
 
     sop_class_uid: str | None
@@ -251,6 +295,8 @@ class Recording:
     model_name: str | None = None
     device_serial_number: str | None = None
     time_source_attribute: str | None = None
+    fiducials: list[Fiducial] = field(default_factory=list)
+    transfer_syntax_uid: str | None = None
 
     @property
     def acquisition_utc(self) -> datetime | None:
