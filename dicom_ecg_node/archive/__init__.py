@@ -1,1 +1,390 @@
-"""archive package."""
+r"""The archive: DICOM files on disk under ``DATA_DIR/archive`` and refused objects under ``DATA_DIR/quarantine``.
+
+Placement
+    A file's path is derived from the *validated* SOP Instance UID, hashed, never from the peer's string itself:
+    ``archive/ab/cd/<sha256(uid)>.<token>.dcm`` where ``ab``/``cd`` are the first hex digits of the hash (two
+    levels of 256-way fan-out keep directories small) and ``token`` is random. The random token means two stores
+    of the same UID (a concurrent re-send, or a ``replace``) never share a file, so the catalog row alone says
+    which file is current and a failed store can always delete *its own* file without touching another's.
+
+Durability
+    :meth:`Archive.write` writes a temporary file in the target directory, hashes while writing, ``fsync``\ s it,
+    links it to its final name without clobbering (``os.link``; ``os.replace`` only when ``overwrite=True``),
+    removes the temporary name and ``fsync``\ s the directory (and every directory it had to create, in their
+    parents), so that once it returns the file and its name survive a power loss.
+
+Errors
+    ``ENOSPC``/``EDQUOT`` become :class:`~dicom_ecg_node.errors.StorageFullError`, any other ``OSError``
+    :class:`~dicom_ecg_node.errors.ArchiveError`; partial temporary files are removed before raising.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dicom_ecg_node.errors import ArchiveError, StorageFullError
+
+#: Prefix of temporary files; they never end in ``.dcm`` so listings of the archive skip them.
+TEMP_PREFIX = ".tmp-"
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_CHUNK = 1 << 20
+
+
+def _os_error(exc: OSError, what: str) -> ArchiveError:
+    """Map an ``OSError`` to the project's error (disk full → :class:`StorageFullError`)."""
+    if exc.errno in _FULL_ERRNOS:
+        return StorageFullError(f"{what}: no space left on the archive file system ({exc.strerror})")
+    return ArchiveError(f"{what}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    """``fsync`` a directory so that entries created, renamed or removed in it are durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and missing parents, ``fsync``-ing each parent a new directory was created in."""
+    missing: list[Path] = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:  # another thread or worker created it meanwhile
+            continue
+        fsync_dir(d.parent)
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 hex digest of the file at ``path``.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read (callers map it).
+    """
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of :meth:`Archive.write`.
+
+    Attributes
+    ----------
+    path : Path
+        Absolute path of the durable file.
+    relative : str
+        Path relative to the data directory, POSIX separators (what the catalog stores).
+    size : int
+        Bytes written.
+    sha256 : str
+        Hex SHA-256 of the bytes written.
+    """
+
+    path: Path
+    relative: str
+    size: int
+    sha256: str
+
+
+def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: bool) -> tuple[int, str]:
+    """Write ``data`` durably to ``target`` (temp file in the same directory, fsync, link/rename, fsync dir)."""
+    directory = target.parent
+    ensure_dir(directory)
+    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
+    h = hashlib.sha256()
+    size = 0
+    chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                h.update(view)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    size += n
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            # link() fails with EEXIST instead of silently replacing an existing file (rename would clobber).
+            os.link(tmp, target)
+            os.unlink(tmp)
+        fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return size, h.hexdigest()
+
+
+class Archive:
+    """Files of stored instances under ``data_dir/archive``.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The node's data directory; the archive lives in its ``archive`` subfolder and paths handed to the
+        catalog are relative to ``data_dir``.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "archive"
+
+    def create(self) -> None:
+        """Create the archive root (idempotent)."""
+        try:
+            ensure_dir(self.root)
+        except OSError as exc:
+            raise _os_error(exc, f"creating {self.root}") from exc
+
+    def placement(self, sop_instance_uid: str) -> str:
+        """A fresh relative path for a file of ``sop_instance_uid`` (``archive/ab/cd/<hash>.<token>.dcm``).
+
+        The UID only enters through its SHA-256, so no peer-sent character reaches the file system.
+        """
+        digest = hashlib.sha256(sop_instance_uid.encode("ascii", "replace")).hexdigest()
+        return f"archive/{digest[:2]}/{digest[2:4]}/{digest}.{secrets.token_hex(4)}.dcm"
+
+    def resolve(self, relative: str) -> Path:
+        """Absolute path of a catalog-relative path, refusing anything outside the archive.
+
+        Raises
+        ------
+        ArchiveError
+            ``relative`` is absolute or escapes the archive root.
+        """
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts or rel.parts[0] != "archive":
+            raise ArchiveError(f"{relative!r} is not a path inside the archive")
+        return self.data_dir / rel
+
+    def relative(self, path: Path) -> str:
+        """Catalog-relative form (POSIX) of an absolute path inside the archive."""
+        return Path(path).relative_to(self.data_dir).as_posix()
+
+    def write(self, relative: str, data: bytes | Iterable[bytes], *, overwrite: bool = False) -> WriteResult:
+        """Write ``data`` durably at ``relative``, hashing while writing.
+
+        Parameters
+        ----------
+        relative : str
+            Target, as returned by :meth:`placement`.
+        data : bytes or iterable of bytes
+            Content, written exactly as given.
+        overwrite : bool
+            Atomically replace an existing file (``os.replace``); by default an existing file is an error.
+
+        Returns
+        -------
+        WriteResult
+
+        Raises
+        ------
+        StorageFullError
+            No space (``ENOSPC``/``EDQUOT``); nothing is left behind.
+        ArchiveError
+            Any other I/O failure, or the target exists and ``overwrite`` is false.
+        """
+        target = self.resolve(relative)
+        try:
+            size, digest = _atomic_write(target, data, overwrite=overwrite)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {relative}") from exc
+        return WriteResult(target, relative, size, digest)
+
+    def remove(self, relative: str) -> bool:
+        """Delete a file durably (unlink, then ``fsync`` its directory). Returns whether it existed."""
+        target = self.resolve(relative)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _os_error(exc, f"removing {relative}") from exc
+        try:
+            fsync_dir(target.parent)
+        except OSError as exc:
+            raise _os_error(exc, f"removing {relative}") from exc
+        return True
+
+    def read(self, relative: str) -> bytes:
+        """The bytes of an archived file.
+
+        Raises
+        ------
+        ArchiveError
+            Missing or unreadable.
+        """
+        try:
+            return self.resolve(relative).read_bytes()
+        except OSError as exc:
+            raise _os_error(exc, f"reading {relative}") from exc
+
+    def checksum(self, relative: str) -> tuple[int, str]:
+        """Size and SHA-256 of an archived file (see :func:`sha256_file`).
+
+        Raises
+        ------
+        ArchiveError
+            Missing or unreadable.
+        """
+        try:
+            return sha256_file(self.resolve(relative))
+        except OSError as exc:
+            raise _os_error(exc, f"reading {relative}") from exc
+
+    def verify(self, relative: str, sha256: str) -> bool:
+        """Whether the file at ``relative`` exists and hashes to ``sha256``."""
+        try:
+            return self.checksum(relative)[1] == sha256
+        except ArchiveError:
+            return False
+
+    def iter_files(self) -> Iterator[str]:
+        """Relative paths of every archived ``.dcm`` file (temporary files excluded), in sorted order."""
+        if not self.root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".dcm") and not name.startswith(TEMP_PREFIX):
+                    yield self.relative(Path(dirpath) / name)
+
+    def temp_files(self) -> list[Path]:
+        """Leftover temporary files (from an interrupted write) anywhere in the archive."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            found.extend(Path(dirpath) / n for n in filenames if n.startswith(TEMP_PREFIX))
+        return sorted(found)
+
+    def clean_temp(self, min_age_s: float = 300.0) -> list[Path]:
+        """Remove temporary files older than ``min_age_s`` seconds; returns those removed.
+
+        The age limit keeps a starting worker process from deleting the in-flight temporary file of a sibling
+        worker sharing the same archive; a write takes well under that (the bytes are already in memory).
+        """
+        now = time.time()
+        removed = []
+        for path in self.temp_files():
+            try:
+                if now - path.stat().st_mtime >= min_age_s:
+                    path.unlink()
+                    fsync_dir(path.parent)
+                    removed.append(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _os_error(exc, f"removing {path}") from exc
+        return removed
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """One refused object kept in the quarantine folder.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.dcm`` file (bytes as received).
+    reason : dict
+        The ``.json`` sidecar: ``received_at``, ``sender_ae``, ``sender_address``, ``status``, ``error``,
+        ``comment`` and, when known, ``sop_class_uid``, ``sop_instance_uid``, ``size``, ``sha256``.
+    """
+
+    path: Path
+    reason: dict[str, Any]
+
+
+class Quarantine:
+    """Refused objects: ``DATA_DIR/quarantine/<UTC timestamp>-<random>.dcm`` plus a ``.json`` reason.
+
+    Parameters
+    ----------
+    data_dir : Path
+        The node's data directory.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "quarantine"
+
+    def put(self, data: bytes, reason: dict[str, Any]) -> Path:
+        """Keep ``data`` with its ``reason``; the JSON is written last, so its presence marks a complete entry.
+
+        Raises
+        ------
+        StorageFullError, ArchiveError
+            The quarantine could not be written (nothing partial is left).
+        """
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        base = self.root / f"{stamp}-{secrets.token_hex(4)}"
+        dcm, sidecar = base.with_suffix(".dcm"), base.with_suffix(".json")
+        body = dict(reason)
+        body.setdefault("received_at", datetime.now(UTC).isoformat())
+        body["file"] = dcm.name
+        try:
+            _atomic_write(dcm, data, overwrite=False)
+            try:
+                _atomic_write(sidecar, json.dumps(body, indent=2, default=str).encode(), overwrite=False)
+            except BaseException:
+                dcm.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise _os_error(exc, f"quarantining into {self.root}") from exc
+        return dcm
+
+    def entries(self) -> list[QuarantineEntry]:
+        """Every complete entry, oldest first (an unreadable sidecar is reported in its ``reason``)."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for sidecar in sorted(self.root.glob("*.json")):
+            try:
+                reason = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                reason = {"error": "unreadable reason file", "comment": str(exc)}
+            out.append(QuarantineEntry(sidecar.with_suffix(".dcm"), reason))
+        return out
+
+
+__all__ = [
+    "TEMP_PREFIX",
+    "Archive",
+    "Quarantine",
+    "QuarantineEntry",
+    "WriteResult",
+    "ensure_dir",
+    "fsync_dir",
+    "sha256_file",
+]

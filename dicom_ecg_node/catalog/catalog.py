@@ -1,0 +1,712 @@
+"""The :class:`Catalog`: schema migrations, the one-transaction instance write, and the listings the CLI needs.
+
+Concurrency
+    Readers never lock. Writers keep the transaction short: everything slow (parsing, decoding, hashing,
+    ``fsync``) happens before :meth:`Catalog.add_instance` is called. On SQLite (one writer at a time) a
+    per-catalog ``threading.Lock`` queues this process's writers around the transaction only, and
+    ``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialises them with other worker processes (taking the write lock
+    up front avoids the deadlock-prone read→write upgrade). PostgreSQL runs writers in parallel; races on the
+    same patient, study or series are absorbed by ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``, a race
+    on the same SOP Instance UID by the unique index (the loser retries and sees the winner's row).
+Connections
+    Each public method checks a pooled connection out for its duration (peewee connections are per thread;
+    the pool hands them to whichever thread asks next).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import peewee as pw
+
+from dicom_ecg_node.catalog.database import is_sqlite, open_database
+from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
+from dicom_ecg_node.errors import CatalogError
+
+#: Latest schema version this code writes.
+SCHEMA_VERSION = 1
+_WRITE_ATTEMPTS = 5
+
+
+def utc_naive(value: datetime | None) -> datetime | None:
+    """The naive-UTC form stored in datetime columns (aware values are converted, naive ones taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A datetime column value (or SQLite aggregate string) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the ingest service hands in
+
+
+@dataclass(frozen=True, slots=True)
+class PatientData:
+    """Patient module values as sent (PS3.3 C.7.1.1)."""
+
+    patient_id: str
+    issuer: str = ""
+    name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+    generated_id: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StudyData:
+    """General Study module values (PS3.3 C.7.2.1)."""
+
+    study_instance_uid: str
+    study_date: str | None = None
+    study_time: str | None = None
+    accession_number: str | None = None
+    study_id: str | None = None
+    study_description: str | None = None
+    referring_physician_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesData:
+    """General Series module values (PS3.3 C.7.3.1)."""
+
+    series_instance_uid: str
+    modality: str | None = None
+    series_number: int | None = None
+    series_description: str | None = None
+    series_date: str | None = None
+    series_time: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupData:
+    """Summary of one multiplex group."""
+
+    index: int
+    label: str
+    sampling_frequency: float
+    n_samples: int
+    n_channels: int
+    leads: tuple[str, ...]
+    duration_s: float
+    interpretation: str | None = None
+    bits_allocated: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementData:
+    """A cart measurement (coded concept, value, UCUM units)."""
+
+    code_value: str
+    coding_scheme: str
+    code_meaning: str
+    value: float
+    units: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """Everything one stored instance puts in the catalog, written in one transaction.
+
+    ``acquisition_utc`` and ``received_at`` may be aware (converted) or naive UTC; ``path`` is relative to the
+    data directory.
+    """
+
+    patient: PatientData
+    study: StudyData
+    series: SeriesData
+    sop_instance_uid: str
+    sop_class_uid: str
+    path: str
+    size: int
+    sha256: str
+    received_at: datetime
+    instance_number: int | None = None
+    acquisition_datetime: str | None = None
+    acquisition_utc: datetime | None = None
+    utc_offset_minutes: int | None = None
+    zone_source: str | None = None
+    content_date: str | None = None
+    content_time: str | None = None
+    manufacturer: str | None = None
+    model_name: str | None = None
+    device_serial_number: str | None = None
+    transfer_syntax_uid: str | None = None
+    sender_ae: str | None = None
+    sender_address: str | None = None
+    warnings: tuple[str, ...] = ()
+    groups: tuple[GroupData, ...] = ()
+    measurements: tuple[MeasurementData, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Outcome of :meth:`Catalog.add_instance`.
+
+    Attributes
+    ----------
+    status : {"stored", "duplicate", "replaced", "conflict"}
+        ``duplicate``: the UID exists with the same SHA-256, nothing written. ``conflict``: the UID exists with
+        other content and ``replace`` was false, nothing written. ``replaced``: the row now describes the new
+        file; ``previous_path`` is the superseded file, which the caller deletes.
+    path, sha256 : str
+        The row's file and checksum after the call (the existing ones for duplicate/conflict).
+    previous_path : str or None
+        For ``replaced``, the old file.
+    conflicts : tuple of str
+        Demographic attributes that differed from the patient row (recorded in DemographicConflict).
+    """
+
+    status: Literal["stored", "duplicate", "replaced", "conflict"]
+    path: str
+    sha256: str
+    previous_path: str | None = None
+    conflicts: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the listings return
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSummary:
+    """A patient with its study and instance counts."""
+
+    patient_id: str
+    issuer: str
+    patient_name: str | None
+    birth_date: str | None
+    sex: str | None
+    studies: int
+    instances: int
+
+
+@dataclass(frozen=True, slots=True)
+class StudySummary:
+    """A study with its patient and counts; ``first_acquisition_utc`` is the earliest instance time."""
+
+    study_instance_uid: str
+    study_date: str | None
+    study_time: str | None
+    accession_number: str | None
+    study_description: str | None
+    patient_id: str
+    patient_name: str | None
+    series: int
+    instances: int
+    first_acquisition_utc: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSummary:
+    """One stored instance with its series and study identity."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str | None
+    patient_id: str
+    instance_number: int | None
+    acquisition_datetime: str | None
+    acquisition_utc: datetime | None
+    utc_offset_minutes: int | None
+    path: str
+    size: int
+    sha256: str
+    transfer_syntax_uid: str | None
+    sender_ae: str | None
+    sender_address: str | None
+    received_at: datetime
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceDetail:
+    """An instance with its patient values as sent, waveform groups and cart measurements."""
+
+    summary: InstanceSummary
+    patient_name: str | None
+    patient_birth_date: str | None
+    patient_sex: str | None
+    groups: tuple[GroupData, ...]
+    measurements: tuple[MeasurementData, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SenderTotal:
+    """Instances and bytes received from one AE."""
+
+    sender_ae: str | None
+    instances: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogStats:
+    """Counts and storage totals."""
+
+    patients: int
+    studies: int
+    series: int
+    instances: int
+    total_bytes: int
+    conflicts: int
+    senders: tuple[SenderTotal, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRow:
+    """A recorded demographic conflict."""
+
+    patient_id: str
+    issuer: str
+    sop_instance_uid: str
+    attribute: str
+    stored_value: str | None
+    received_value: str | None
+    sender_ae: str | None
+    detected_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFile:
+    """What verification needs of one instance."""
+
+    sop_instance_uid: str
+    path: str
+    size: int
+    sha256: str
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _migrate_v1(models: Models, db: pw.Database) -> None:
+    """Version 1: every table and index (``safe=True``: tolerant of a half-created schema)."""
+    db.create_tables([m for m in models.all() if m is not models.SchemaVersion], safe=True)
+
+
+#: version → step. A version 2 adds ``2: _migrate_v2`` (e.g. ``playhouse.migrate`` add_column calls).
+MIGRATIONS: dict[int, Callable[[Models, pw.Database], None]] = {1: _migrate_v1}
+
+
+class Catalog:
+    """The catalog database of one node.
+
+    Parameters
+    ----------
+    url : str
+        ``sqlite:///PATH`` or ``postgresql://...`` (see :func:`~dicom_ecg_node.catalog.database.open_database`).
+
+    Notes
+    -----
+    Model classes are built per instance (:func:`~dicom_ecg_node.catalog.models.build_models`), so several
+    catalogs can be open in one process. Call :meth:`migrate` once before use and :meth:`close` at the end.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = open_database(url)
+        self.models = build_models(self.db)
+        self.sqlite = is_sqlite(self.db)
+        # Queues this process's writers on SQLite; PostgreSQL needs no process-side lock.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.sqlite else contextlib.nullcontext())
+
+    @classmethod
+    def open(cls, url: str) -> Catalog:
+        """Open ``url`` and bring its schema up to date (:meth:`migrate`)."""
+        catalog = cls(url)
+        try:
+            catalog.migrate()
+        except BaseException:
+            catalog.close()
+            raise
+        return catalog
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with contextlib.suppress(pw.PeeweeException):
+            self.db.close_all()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[None]:
+        try:
+            with self.db.connection_context():
+                yield
+        except pw.PeeweeException as exc:
+            raise CatalogError(f"catalog database: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """A serialised write transaction (see the module notes)."""
+        with self._write_lock, self._connection():
+            txn = self.db.atomic(lock_type="IMMEDIATE") if self.sqlite else self.db.atomic()
+            with txn:
+                yield
+
+    # -- schema ------------------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version of the database (0 when empty)."""
+        with self._connection():
+            if not self.models.SchemaVersion.table_exists():
+                return 0
+            return int(self.models.SchemaVersion.select(pw.fn.MAX(self.models.SchemaVersion.version)).scalar()
+                       or 0)
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema to :data:`SCHEMA_VERSION`; returns the version reached.
+
+        Each step runs in the same transaction as its SchemaVersion row. Concurrent starters are serialised by
+        ``BEGIN IMMEDIATE`` (SQLite) or a transaction-scoped advisory lock (PostgreSQL).
+
+        Raises
+        ------
+        CatalogError
+            The database is unreachable, or its schema is newer than this software.
+        """
+        sv = self.models.SchemaVersion
+        with self._write():
+            if not self.sqlite:
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(7369221)")  # arbitrary, fixed key
+            sv.create_table(safe=True)
+            current = int(sv.select(pw.fn.MAX(sv.version)).scalar() or 0)
+            if current > SCHEMA_VERSION:
+                raise CatalogError(f"catalog schema version {current} is newer than this software "
+                                   f"({SCHEMA_VERSION}); upgrade dicom-ecg-node")
+            for version in sorted(MIGRATIONS):
+                if version > current:
+                    MIGRATIONS[version](self.models, self.db)
+                    sv.insert(version=version, applied_at=_now()).execute()
+                    current = version
+        return current
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    def add_instance(self, record: InstanceRecord, *, replace: bool = False) -> AddResult:
+        """Insert patient/study/series/instance + groups + measurements in one transaction.
+
+        Parameters
+        ----------
+        record : InstanceRecord
+            The values to store (file already durable at ``record.path``).
+        replace : bool
+            When the SOP Instance UID exists with other content, point its row at the new file (status
+            ``replaced``) instead of answering ``conflict``.
+
+        Returns
+        -------
+        AddResult
+
+        Raises
+        ------
+        CatalogError
+            The database failed (the transaction was rolled back: nothing of ``record`` is stored).
+        """
+        last: Exception | None = None
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                with self._write():
+                    return self._add(record, replace)
+            except pw.IntegrityError as exc:
+                # A concurrent writer inserted the same UID first; retry so that we see its committed row.
+                last = exc
+            except CatalogError as exc:
+                if isinstance(exc.__cause__, pw.IntegrityError):
+                    last = exc.__cause__
+                    continue
+                raise
+        raise CatalogError(f"catalog write for {record.sop_instance_uid} kept conflicting: {last}") from last
+
+    def _add(self, rec: InstanceRecord, replace: bool) -> AddResult:
+        m = self.models
+        query = m.Instance.select().where(m.Instance.sop_instance_uid == rec.sop_instance_uid)
+        if not self.sqlite:
+            query = query.for_update()  # serialise concurrent replaces of one UID
+        existing = query.first()
+        if existing is not None:
+            if existing.sha256 == rec.sha256:
+                return AddResult("duplicate", existing.path, existing.sha256)
+            if not replace:
+                return AddResult("conflict", existing.path, existing.sha256)
+        patient, conflicts = self._patient(rec)
+        study = self._study(rec, patient)
+        series = self._series(rec, study)
+        values = self._instance_values(rec, series)
+        if existing is not None:
+            previous = existing.path
+            m.Instance.update(**values).where(m.Instance.id == existing.id).execute()
+            m.WaveformGroup.delete().where(m.WaveformGroup.instance == existing.id).execute()
+            m.CartMeasurement.delete().where(m.CartMeasurement.instance == existing.id).execute()
+            instance_id = existing.id
+        else:
+            previous = None
+            instance_id = m.Instance.insert(**values).execute()
+        if rec.groups:
+            m.WaveformGroup.insert_many([
+                {"instance": instance_id, "group_index": g.index, "label": g.label,
+                 "sampling_frequency": g.sampling_frequency, "n_samples": g.n_samples,
+                 "n_channels": g.n_channels, "leads": "\\".join(g.leads), "duration_s": g.duration_s,
+                 "interpretation": g.interpretation, "bits_allocated": g.bits_allocated}
+                for g in rec.groups]).execute()
+        if rec.measurements:
+            m.CartMeasurement.insert_many([
+                {"instance": instance_id, "code_value": c.code_value, "coding_scheme": c.coding_scheme,
+                 "code_meaning": c.code_meaning, "value": c.value, "units": c.units}
+                for c in rec.measurements]).execute()
+        if conflicts:
+            m.DemographicConflict.insert_many([
+                {"patient": patient.id, "sop_instance_uid": rec.sop_instance_uid, "attribute": attr,
+                 "stored_value": stored, "received_value": received, "sender_ae": rec.sender_ae,
+                 "detected_at": _now()}
+                for attr, stored, received in conflicts]).execute()
+        return AddResult("replaced" if previous else "stored", rec.path, rec.sha256, previous,
+                         tuple(c[0] for c in conflicts))
+
+    def _patient(self, rec: InstanceRecord) -> tuple[Any, list[tuple[str, str | None, str | None]]]:
+        p, P = rec.patient, self.models.Patient  # noqa: N806
+        P.insert(patient_id=p.patient_id, issuer=p.issuer, patient_name=p.name,
+                 patient_name_norm=normalize_person_name(p.name), birth_date=p.birth_date, sex=p.sex,
+                 generated_id=p.generated_id, created_at=_now()).on_conflict_ignore().execute()
+        row = P.get((P.patient_id == p.patient_id) & (P.issuer == p.issuer))
+        conflicts: list[tuple[str, str | None, str | None]] = []
+        # Only a value present on both sides can conflict; case/padding differences in names do not count.
+        if p.name and row.patient_name and normalize_person_name(p.name) != row.patient_name_norm:
+            conflicts.append(("PatientName", row.patient_name, p.name))
+        if p.birth_date and row.birth_date and p.birth_date != row.birth_date:
+            conflicts.append(("PatientBirthDate", row.birth_date, p.birth_date))
+        if p.sex and row.sex and p.sex != row.sex:
+            conflicts.append(("PatientSex", row.sex, p.sex))
+        return row, conflicts
+
+    def _study(self, rec: InstanceRecord, patient: Any) -> Any:
+        s, S = rec.study, self.models.Study  # noqa: N806
+        S.insert(study_instance_uid=s.study_instance_uid, patient=patient.id, study_date=s.study_date,
+                 study_time=s.study_time, accession_number=s.accession_number, study_id=s.study_id,
+                 study_description=s.study_description, referring_physician_name=s.referring_physician_name,
+                 referring_physician_name_norm=normalize_person_name(s.referring_physician_name),
+                 created_at=_now()).on_conflict_ignore().execute()
+        return S.get(S.study_instance_uid == s.study_instance_uid)
+
+    def _series(self, rec: InstanceRecord, study: Any) -> Any:
+        s, S = rec.series, self.models.Series  # noqa: N806
+        S.insert(series_instance_uid=s.series_instance_uid, study=study.id, modality=s.modality,
+                 series_number=s.series_number, series_description=s.series_description,
+                 series_date=s.series_date, series_time=s.series_time,
+                 created_at=_now()).on_conflict_ignore().execute()
+        return S.get(S.series_instance_uid == s.series_instance_uid)
+
+    @staticmethod
+    def _instance_values(rec: InstanceRecord, series: Any) -> dict[str, Any]:
+        return {
+            "sop_instance_uid": rec.sop_instance_uid, "sop_class_uid": rec.sop_class_uid, "series": series.id,
+            "instance_number": rec.instance_number, "patient_name": rec.patient.name,
+            "patient_birth_date": rec.patient.birth_date, "patient_sex": rec.patient.sex,
+            "acquisition_datetime": rec.acquisition_datetime, "acquisition_utc": utc_naive(rec.acquisition_utc),
+            "utc_offset_minutes": rec.utc_offset_minutes, "zone_source": rec.zone_source,
+            "content_date": rec.content_date, "content_time": rec.content_time,
+            "manufacturer": rec.manufacturer, "model_name": rec.model_name,
+            "device_serial_number": rec.device_serial_number, "path": rec.path, "size": rec.size,
+            "sha256": rec.sha256, "transfer_syntax_uid": rec.transfer_syntax_uid, "sender_ae": rec.sender_ae,
+            "sender_address": rec.sender_address, "received_at": utc_naive(rec.received_at),
+            "warnings": "\n".join(rec.warnings),
+        }
+
+    def remove_instance(self, sop_instance_uid: str) -> str | None:
+        """Delete an instance row (and its groups and measurements); returns its file path, or ``None``.
+
+        Series, studies and patients left empty are deleted too.
+        """
+        m = self.models
+        with self._write():
+            row = m.Instance.get_or_none(m.Instance.sop_instance_uid == sop_instance_uid)
+            if row is None:
+                return None
+            series_id = row.series_id
+            row.delete_instance(recursive=True)
+            self._prune(series_id)
+            return str(row.path)
+
+    def _prune(self, series_id: int) -> None:
+        m = self.models
+        series = m.Series.get_or_none(m.Series.id == series_id)
+        if series is None or m.Instance.select().where(m.Instance.series == series_id).exists():
+            return
+        study_id = series.study_id
+        series.delete_instance()
+        if m.Series.select().where(m.Series.study == study_id).exists():
+            return
+        study = m.Study.get(m.Study.id == study_id)
+        patient_id = study.patient_id
+        study.delete_instance()
+        if not m.Study.select().where(m.Study.patient == patient_id).exists():
+            m.DemographicConflict.delete().where(m.DemographicConflict.patient == patient_id).execute()
+            m.Patient.delete().where(m.Patient.id == patient_id).execute()
+
+    def clear(self) -> None:
+        """Delete every row (not the schema); used by a full reindex."""
+        m = self.models
+        with self._write():
+            for model in reversed(m.all()):
+                if model is not m.SchemaVersion:
+                    model.delete().execute()
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def list_patients(self) -> list[PatientSummary]:
+        """Every patient with study and instance counts (one query), ordered by Patient ID."""
+        m = self.models
+        P, S, Se, I = m.Patient, m.Study, m.Series, m.Instance  # noqa: N806, E741
+        query = (P.select(P.patient_id, P.issuer, P.patient_name, P.birth_date, P.sex,
+                          pw.fn.COUNT(S.id.distinct()).alias("n_studies"),
+                          pw.fn.COUNT(I.id).alias("n_instances"))
+                 .join(S, pw.JOIN.LEFT_OUTER, on=(S.patient == P.id))
+                 .join(Se, pw.JOIN.LEFT_OUTER, on=(Se.study == S.id))
+                 .join(I, pw.JOIN.LEFT_OUTER, on=(I.series == Se.id))
+                 .group_by(P.id).order_by(P.patient_id, P.issuer).dicts())
+        with self._connection():
+            return [PatientSummary(r["patient_id"], r["issuer"], r["patient_name"], r["birth_date"], r["sex"],
+                                   int(r["n_studies"]), int(r["n_instances"])) for r in query]
+
+    def list_studies(self, patient_id: str | None = None) -> list[StudySummary]:
+        """Studies (optionally of one Patient ID) with counts, in one query, ordered by date then UID."""
+        m = self.models
+        P, S, Se, I = m.Patient, m.Study, m.Series, m.Instance  # noqa: N806, E741
+        query = (S.select(S.study_instance_uid, S.study_date, S.study_time, S.accession_number,
+                          S.study_description, P.patient_id, P.patient_name,
+                          pw.fn.COUNT(Se.id.distinct()).alias("n_series"),
+                          pw.fn.COUNT(I.id).alias("n_instances"),
+                          pw.fn.MIN(I.acquisition_utc).alias("first_utc"))
+                 .join(P, on=(S.patient == P.id))
+                 .join_from(S, Se, pw.JOIN.LEFT_OUTER, on=(Se.study == S.id))
+                 .join_from(Se, I, pw.JOIN.LEFT_OUTER, on=(I.series == Se.id))
+                 .group_by(S.id, P.id).order_by(S.study_date, S.study_instance_uid).dicts())
+        if patient_id is not None:
+            query = query.where(P.patient_id == patient_id)
+        with self._connection():
+            return [StudySummary(r["study_instance_uid"], r["study_date"], r["study_time"], r["accession_number"],
+                                 r["study_description"], r["patient_id"], r["patient_name"], int(r["n_series"]),
+                                 int(r["n_instances"]), _as_utc(r["first_utc"])) for r in query]
+
+    def _instance_query(self) -> Any:
+        m = self.models
+        P, S, Se, I = m.Patient, m.Study, m.Series, m.Instance  # noqa: N806, E741
+        return (I.select(I, Se.series_instance_uid, Se.modality, S.study_instance_uid, P.patient_id)
+                .join(Se, on=(I.series == Se.id)).join(S, on=(Se.study == S.id)).join(P, on=(S.patient == P.id)))
+
+    @staticmethod
+    def _summary(r: dict[str, Any]) -> InstanceSummary:
+        return InstanceSummary(
+            r["sop_instance_uid"], r["sop_class_uid"], r["study_instance_uid"], r["series_instance_uid"],
+            r["modality"], r["patient_id"], r["instance_number"], r["acquisition_datetime"],
+            _as_utc(r["acquisition_utc"]), r["utc_offset_minutes"], r["path"], int(r["size"]), r["sha256"],
+            r["transfer_syntax_uid"], r["sender_ae"], r["sender_address"], _as_utc(r["received_at"]),  # type: ignore[arg-type]
+            tuple(w for w in (r["warnings"] or "").split("\n") if w))
+
+    def list_instances(self, study_instance_uid: str | None = None) -> list[InstanceSummary]:
+        """Instances (optionally of one study) in one query, ordered by acquisition time then UID."""
+        m = self.models
+        query = self._instance_query()
+        if study_instance_uid is not None:
+            query = query.where(m.Study.study_instance_uid == study_instance_uid)
+        query = query.order_by(m.Instance.acquisition_utc, m.Instance.sop_instance_uid).dicts()
+        with self._connection():
+            return [self._summary(r) for r in query]
+
+    def get_instance(self, sop_instance_uid: str) -> InstanceDetail | None:
+        """One instance with groups and measurements (three queries), or ``None`` when unknown."""
+        m = self.models
+        with self._connection():
+            r = self._instance_query().where(m.Instance.sop_instance_uid == sop_instance_uid).dicts().first()
+            if r is None:
+                return None
+            groups = tuple(
+                GroupData(g.group_index, g.label, g.sampling_frequency, g.n_samples, g.n_channels,
+                          tuple(x for x in g.leads.split("\\") if x), g.duration_s, g.interpretation,
+                          g.bits_allocated)
+                for g in m.WaveformGroup.select().where(m.WaveformGroup.instance == r["id"])
+                .order_by(m.WaveformGroup.group_index))
+            meas = tuple(
+                MeasurementData(c.code_value, c.coding_scheme, c.code_meaning, c.value, c.units)
+                for c in m.CartMeasurement.select().where(m.CartMeasurement.instance == r["id"])
+                .order_by(m.CartMeasurement.id))
+        return InstanceDetail(self._summary(r), r["patient_name"], r["patient_birth_date"], r["patient_sex"],
+                              groups, meas)
+
+    def stats(self) -> CatalogStats:
+        """Counts, total bytes and per-sender totals (a fixed number of queries)."""
+        m = self.models
+        with self._connection():
+            counts = [model.select().count() for model in (m.Patient, m.Study, m.Series, m.Instance,
+                                                           m.DemographicConflict)]
+            total = m.Instance.select(pw.fn.COALESCE(pw.fn.SUM(m.Instance.size), 0)).scalar()
+            senders = tuple(
+                SenderTotal(r["sender_ae"], int(r["n"]), int(r["b"] or 0))
+                for r in m.Instance.select(m.Instance.sender_ae, pw.fn.COUNT(m.Instance.id).alias("n"),
+                                           pw.fn.SUM(m.Instance.size).alias("b"))
+                .group_by(m.Instance.sender_ae).order_by(m.Instance.sender_ae).dicts())
+        return CatalogStats(counts[0], counts[1], counts[2], counts[3], int(total or 0), counts[4], senders)
+
+    def list_conflicts(self) -> list[ConflictRow]:
+        """Every demographic conflict, oldest first (one query)."""
+        m = self.models
+        D, P = m.DemographicConflict, m.Patient  # noqa: N806
+        query = (D.select(D, P.patient_id, P.issuer).join(P, on=(D.patient == P.id))
+                 .order_by(D.detected_at, D.id).dicts())
+        with self._connection():
+            return [ConflictRow(r["patient_id"], r["issuer"], r["sop_instance_uid"], r["attribute"],
+                                r["stored_value"], r["received_value"], r["sender_ae"], _as_utc(r["detected_at"]))
+                    for r in query]
+
+    def iter_instance_files(self, batch: int = 1000) -> Iterator[InstanceFile]:
+        """Every instance's UID, path, size and checksum, fetched in keyset-paginated batches.
+
+        Batches (rather than one server-side cursor) keep no connection or transaction open between them.
+        """
+        I = self.models.Instance  # noqa: N806, E741
+        last = 0
+        while True:
+            with self._connection():
+                rows = list(I.select(I.id, I.sop_instance_uid, I.path, I.size, I.sha256)
+                            .where(I.id > last).order_by(I.id).limit(batch).tuples())
+            if not rows:
+                return
+            for row_id, uid, path, size, sha in rows:
+                last = row_id
+                yield InstanceFile(uid, path, int(size), sha)
+
+    def find_instance_file(self, sop_instance_uid: str) -> InstanceFile | None:
+        """The file entry of one instance, or ``None``."""
+        I = self.models.Instance  # noqa: N806, E741
+        with self._connection():
+            row = (I.select(I.sop_instance_uid, I.path, I.size, I.sha256)
+                   .where(I.sop_instance_uid == sop_instance_uid).tuples().first())
+        return None if row is None else InstanceFile(row[0], row[1], int(row[2]), row[3])

@@ -1,0 +1,245 @@
+"""Catalog: schema, one-transaction writes, duplicate/conflict/replace, listings without N+1, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import peewee as pw
+import pytest
+
+from dicom_ecg_node.catalog import (
+    SCHEMA_VERSION,
+    Catalog,
+    GroupData,
+    InstanceRecord,
+    MeasurementData,
+    PatientData,
+    SeriesData,
+    StudyData,
+    normalize_person_name,
+)
+from dicom_ecg_node.errors import CatalogError
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    cat = Catalog.open(catalog_url)
+    yield cat
+    cat.close()
+
+
+def record(n: int, *, study: int | None = None, patient: str = "P1", name: str = "Doe^Jane", sha: str | None = None,
+           birth: str = "19700101", when: datetime | None = None) -> InstanceRecord:
+    st = n if study is None else study
+    return InstanceRecord(
+        patient=PatientData(patient, "", name, birth, "F"),
+        study=StudyData(f"1.2.3.{st}", study_date=f"2024{(st % 12) + 1:02d}01", study_time="101500",
+                        accession_number=f"ACC{st}"),
+        series=SeriesData(f"1.2.3.{st}.1", modality="ECG", series_number=1),
+        sop_instance_uid=f"1.2.3.{st}.1.{n}", sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.1",
+        path=f"archive/00/00/{n}.dcm", size=1000 + n, sha256=sha or f"{n:064x}",
+        received_at=datetime.now(UTC),
+        acquisition_datetime="20240101101500+0100",
+        acquisition_utc=when or datetime(2024, 1, 1, 9, 15, tzinfo=UTC), utc_offset_minutes=60,
+        sender_ae="CART1", sender_address="127.0.0.1",
+        groups=(GroupData(0, "RHYTHM", 500.0, 5000, 12, ("I", "II"), 10.0, "SS", 16),),
+        measurements=(MeasurementData("8867-4", "LN", "Heart rate", 72.0, "/min"),),
+    )
+
+
+def test_migrate_creates_version_and_is_idempotent(catalog: Catalog, catalog_url: str) -> None:
+    assert catalog.schema_version() == SCHEMA_VERSION
+    assert catalog.migrate() == SCHEMA_VERSION
+    # A second catalog on the same database in the same process: models are per catalog, nothing global.
+    with Catalog.open(catalog_url) as other:
+        catalog.add_instance(record(1))
+        assert [i.sop_instance_uid for i in other.list_instances()] == ["1.2.3.1.1.1"]
+
+
+def test_newer_schema_is_refused(catalog: Catalog, catalog_url: str) -> None:
+    with catalog._write():
+        catalog.models.SchemaVersion.insert(version=SCHEMA_VERSION + 1, applied_at=datetime(2030, 1, 1)).execute()
+    with pytest.raises(CatalogError, match="newer than this software"):
+        Catalog.open(catalog_url)
+
+
+def test_two_catalogs_in_one_process_are_independent(tmp_path) -> None:
+    a = Catalog.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    b = Catalog.open(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    try:
+        a.add_instance(record(1))
+        assert a.stats().instances == 1
+        assert b.stats().instances == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_add_get_and_utc_roundtrip(catalog: Catalog) -> None:
+    when = datetime(2024, 3, 31, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert catalog.add_instance(record(7, when=when)).status == "stored"
+    detail = catalog.get_instance("1.2.3.7.1.7")
+    assert detail is not None
+    s = detail.summary
+    assert s.acquisition_utc == datetime(2024, 3, 30, 23, 30, tzinfo=UTC)
+    assert s.acquisition_utc.tzinfo is not None
+    assert s.received_at.tzinfo is not None
+    assert (s.study_instance_uid, s.modality, s.patient_id, s.size) == ("1.2.3.7", "ECG", "P1", 1007)
+    assert detail.groups[0].leads == ("I", "II")
+    assert detail.measurements[0].code_meaning == "Heart rate"
+    assert detail.patient_name == "Doe^Jane"
+    assert catalog.get_instance("9.9.9") is None
+
+
+def test_duplicate_conflict_and_replace(catalog: Catalog) -> None:
+    assert catalog.add_instance(record(1)).status == "stored"
+    dup = catalog.add_instance(record(1))
+    assert (dup.status, dup.path) == ("duplicate", "archive/00/00/1.dcm")
+    other = record(1, sha="f" * 64)
+    assert catalog.add_instance(other).status == "conflict"
+    assert catalog.find_instance_file("1.2.3.1.1.1").sha256 == f"{1:064x}"
+    import dataclasses
+    moved = dataclasses.replace(other, path="archive/00/00/1b.dcm")
+    res = catalog.add_instance(moved, replace=True)
+    assert (res.status, res.previous_path) == ("replaced", "archive/00/00/1.dcm")
+    f = catalog.find_instance_file("1.2.3.1.1.1")
+    assert (f.sha256, f.path) == ("f" * 64, "archive/00/00/1b.dcm")
+    st = catalog.stats()
+    assert st.instances == 1
+    # children were replaced, not duplicated
+    assert catalog.models.WaveformGroup.select().count() == 1
+
+
+def test_demographic_conflict_recorded(catalog: Catalog) -> None:
+    catalog.add_instance(record(1, study=1))
+    res = catalog.add_instance(record(2, study=2, name="DOE^JANE^^"))  # same name, other case and padding
+    assert res.conflicts == ()
+    res = catalog.add_instance(record(3, study=3, name="Smith^Jane", birth="19700202"))
+    assert set(res.conflicts) == {"PatientName", "PatientBirthDate"}
+    rows = catalog.list_conflicts()
+    assert {(r.attribute, r.stored_value, r.received_value) for r in rows} == {
+        ("PatientName", "Doe^Jane", "Smith^Jane"), ("PatientBirthDate", "19700101", "19700202")}
+    assert all(r.sop_instance_uid == "1.2.3.3.1.3" for r in rows)
+    # the instance keeps what it sent; the patient keeps the first values
+    assert catalog.get_instance("1.2.3.3.1.3").patient_name == "Smith^Jane"
+    assert catalog.list_patients()[0].patient_name == "Doe^Jane"
+    assert catalog.stats().conflicts == 2
+
+
+def test_listings_and_counts(catalog: Catalog) -> None:
+    for n in range(1, 4):
+        catalog.add_instance(record(n, study=1))
+    catalog.add_instance(record(4, study=2, patient="P2"))
+    pats = {p.patient_id: p for p in catalog.list_patients()}
+    assert (pats["P1"].studies, pats["P1"].instances) == (1, 3)
+    assert (pats["P2"].studies, pats["P2"].instances) == (1, 1)
+    studies = catalog.list_studies()
+    assert [(s.study_instance_uid, s.instances, s.series) for s in studies] == [("1.2.3.1", 3, 1), ("1.2.3.2", 1, 1)]
+    assert studies[0].first_acquisition_utc == datetime(2024, 1, 1, 9, 15, tzinfo=UTC)
+    assert [s.study_instance_uid for s in catalog.list_studies("P2")] == ["1.2.3.2"]
+    assert len(catalog.list_instances("1.2.3.1")) == 3
+    st = catalog.stats()
+    assert (st.patients, st.studies, st.series, st.instances) == (2, 2, 2, 4)
+    assert st.total_bytes == sum(1000 + n for n in range(1, 5))
+    assert [(s.sender_ae, s.instances) for s in st.senders] == [("CART1", 4)]
+    assert [f.sop_instance_uid for f in catalog.iter_instance_files(batch=2)] == [
+        "1.2.3.1.1.1", "1.2.3.1.1.2", "1.2.3.1.1.3", "1.2.3.2.1.4"]
+
+
+def test_remove_instance_prunes_empty_parents(catalog: Catalog) -> None:
+    catalog.add_instance(record(1))
+    assert catalog.remove_instance("1.2.3.1.1.1") == "archive/00/00/1.dcm"
+    st = catalog.stats()
+    assert (st.patients, st.studies, st.series, st.instances) == (0, 0, 0, 0)
+    assert catalog.models.WaveformGroup.select().count() == 0
+
+
+def _count_queries(catalog: Catalog, fn) -> int:
+    seen: list[str] = []
+
+    def hook(event) -> None:
+        seen.append(event.sql)
+
+    catalog.db.query_hooks.append(hook)
+    try:
+        fn()
+    finally:
+        catalog.db.query_hooks.remove(hook)
+    return len([q for q in seen if q.lstrip().upper().startswith("SELECT")])
+
+
+def test_listings_issue_a_constant_number_of_queries(catalog: Catalog) -> None:
+    catalog.add_instance(record(1))
+    counts_small = [_count_queries(catalog, f) for f in (catalog.list_studies, catalog.list_patients,
+                                                          catalog.list_instances, catalog.list_conflicts)]
+    for n in range(2, 41):
+        catalog.add_instance(record(n, patient=f"P{n % 5}", name=f"N{n % 5}"))
+    counts_big = [_count_queries(catalog, f) for f in (catalog.list_studies, catalog.list_patients,
+                                                        catalog.list_instances, catalog.list_conflicts)]
+    assert counts_small == counts_big == [1, 1, 1, 1]
+    assert len(catalog.list_studies()) == 40
+    assert _count_queries(catalog, catalog.stats) == 7
+
+
+def test_concurrent_writers(catalog: Catalog) -> None:
+    """16 threads: distinct instances on shared patients/studies, plus every thread racing on one UID."""
+    errors: list[BaseException] = []
+    statuses: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                n = 1000 + t * 10 + i
+                catalog.add_instance(record(n, study=i, patient=f"P{i % 3}"))
+            res = catalog.add_instance(record(99999, study=77))
+            with lock:
+                statuses.append(res.status)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors
+    assert sorted(statuses) == ["duplicate"] * 15 + ["stored"]
+    st = catalog.stats()
+    assert st.instances == 161
+    assert st.studies == 11  # studies 0..9 plus 77
+    assert catalog.models.Instance.select().where(
+        catalog.models.Instance.sop_instance_uid == "1.2.3.77.1.99999").count() == 1
+
+
+def test_failing_write_rolls_back_everything(catalog: Catalog) -> None:
+    """A real database failure inside the transaction (the instance table is gone) leaves no partial rows."""
+    catalog.add_instance(record(1))
+    with catalog._write():
+        catalog.db.execute_sql('ALTER TABLE "instance" RENAME TO "instance_away"')
+    with pytest.raises(CatalogError):
+        catalog.add_instance(record(2, study=2, patient="P9"))
+    with catalog._write():
+        catalog.db.execute_sql('ALTER TABLE "instance_away" RENAME TO "instance"')
+    st = catalog.stats()
+    assert (st.patients, st.studies, st.instances) == (1, 1, 1)
+
+
+def test_normalize_person_name() -> None:
+    assert normalize_person_name("Smith^John^^^") == "smith^john"
+    assert normalize_person_name("SMITH^JOHN") == "smith^john"
+    assert normalize_person_name("Yamada^Tarou=山田^太郎=やまだ^たろう") == "yamada^tarou=山田^太郎=やまだ^たろう"
+    assert normalize_person_name("Doe^Jane==") == "doe^jane"
+    assert normalize_person_name(None) is None
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(CatalogError):
+        Catalog("mysql://x/y")
+    with pytest.raises(CatalogError):
+        Catalog("sqlite:///:memory:")
+    assert isinstance(Catalog("postgresql://u:p@h:5433/db?host=/tmp/x").db, pw.PostgresqlDatabase)
