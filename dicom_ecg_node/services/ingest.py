@@ -1,0 +1,458 @@
+r"""The ingest use case: validate → archive durably → catalog in one transaction → only then report success.
+
+Shared by the network C-STORE handler and ``ecg-node import``. The C-STORE contract (PS3.4 B.2.3) is that a
+Success status means the object is stored; therefore :meth:`IngestService.store` returns only after the file
+is ``fsync``\ ed and the catalog row committed, and raises otherwise (the network edge maps the error to a
+DIMSE status).
+
+Crash safety
+    The order is: write + fsync the file under a fresh name → commit the row. A crash before the commit leaves,
+    at worst, a file without a row (an *orphan*) or a temporary file. The sender was never told Success, so it
+    will re-send; ``verify`` reports orphans and ``reindex`` indexes (or quarantines) them, and
+    :meth:`IngestService.open` removes stale temporary files. A crash after the commit leaves a stored, indexed
+    instance. Nothing else is possible.
+Unidentified patients
+    With ``unidentified_patient = "accept"`` an object without Patient ID is stored under
+    ``UNIDENTIFIED-<first 16 hex digits of SHA-256(Study Instance UID)>``: stable, so every object of one study
+    lands on one patient, and never equal to a real ID from a cart (the prefix is reserved by this node).
+Refusals
+    Every refused object is kept in ``DATA_DIR/quarantine`` with a JSON reason (best effort: when the disk is
+    full the quarantine cannot be written either, which is logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicom_ecg_node.archive import Archive, Quarantine, ensure_dir
+from dicom_ecg_node.catalog import (
+    Catalog,
+    GroupData,
+    InstanceRecord,
+    MeasurementData,
+    PatientData,
+    SeriesData,
+    StudyData,
+)
+from dicom_ecg_node.config import NodeConfig
+from dicom_ecg_node.errors import (
+    ArchiveError,
+    DatasetError,
+    EcgNodeError,
+    InstanceConflictError,
+    UnreadableDatasetError,
+    UnsupportedSOPClassError,
+)
+from dicom_ecg_node.waveform import Recording, decode
+from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
+from dicom_ecg_node.waveform.sopclass import ENCAPSULATED_PDF, is_waveform_class
+
+logger = logging.getLogger("dicom_ecg_node.ingest")
+
+#: PS3.5 9.1: components of digits, no leading zero unless the component is "0", separated by single dots.
+_UID_RE = re.compile(r"^(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*$")
+#: Patient IDs this node generates under ``unidentified_patient = "accept"``.
+UNIDENTIFIED_PREFIX = "UNIDENTIFIED-"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """Result of a successful :meth:`IngestService.store`.
+
+    Attributes
+    ----------
+    status : {"stored", "duplicate", "replaced"}
+        ``duplicate``: the same bytes were already stored under this SOP Instance UID; nothing was written.
+    sop_class_uid, sop_instance_uid, study_instance_uid : str
+    path : Path
+        Absolute path of the archived file (the existing one for a duplicate).
+    size : int
+    sha256 : str
+    warnings : tuple of str
+        Rules the object breaks without its meaning being in doubt (decoder and identity checks).
+    elapsed_ms : float
+    """
+
+    status: Literal["stored", "duplicate", "replaced"]
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    path: Path
+    size: int
+    sha256: str
+    warnings: tuple[str, ...]
+    elapsed_ms: float
+
+
+def validate_uid(value: Any, keyword: str) -> str:
+    """Check a UI value (PS3.5 6.2 and 9.1) and return it without its padding.
+
+    Parameters
+    ----------
+    value : Any
+        The attribute value (``None`` when absent).
+    keyword : str
+        DICOM keyword, named in the error.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    DatasetError
+        Absent, empty, longer than 64 characters, or not dot-separated numeric components without leading zeros.
+    """
+    if value is None:
+        raise DatasetError(f"{keyword}: absent (a valid UID is required)")
+    text = str(value).rstrip("\0 ")  # PS3.5 6.2: UI values are padded with NUL to even length
+    if not text:
+        raise DatasetError(f"{keyword}: empty (a valid UID is required)")
+    if len(text) > 64:
+        raise DatasetError(f"{keyword}: {text!r} is longer than 64 characters (PS3.5 6.2 UI)")
+    if not _UID_RE.match(text):
+        if ".." in text or text.startswith(".") or text.endswith("."):
+            why = "has an empty component"
+        elif re.search(r"(?:^|\.)0[0-9]", text):
+            why = "has a component with a leading zero"
+        else:
+            why = "contains characters other than digits and dots"
+        raise DatasetError(f"{keyword}: {text!r} is not a valid UID: it {why} (PS3.5 9.1)")
+    return text
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """An attribute as its DICOM string, stripped; ``None`` when absent or empty."""
+    value = ds.get(keyword)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(ds: Dataset, keyword: str, warnings: list[str]) -> int | None:
+    """An IS attribute as int; an unparseable value becomes ``None`` and a warning."""
+    text = _text(ds, keyword)
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        warnings.append(f"{keyword}: {text!r} is not an integer string; ignored")
+        return None
+
+
+def _document_time(ds: Dataset, zone: tzinfo, warnings: list[str]) -> tuple[str | None, datetime | None, str | None]:
+    """Acquisition time of a non-waveform object (Encapsulated PDF): raw string, aware datetime, zone source.
+
+    Same precedence as the decoder: Acquisition DateTime, else Content Date + Time, else Study Date + Time;
+    the value's own offset, else Timezone Offset From UTC (PS3.3 C.12.1.1.8), else the configured zone.
+    """
+    try:
+        own: tzinfo | None
+        raw = _text(ds, "AcquisitionDateTime")
+        if raw:
+            naive, own, _precision = parse_dt(raw)
+        else:
+            for d_kw, t_kw in (("ContentDate", "ContentTime"), ("StudyDate", "StudyTime")):
+                d, t = _text(ds, d_kw), _text(ds, t_kw)
+                if d:
+                    raw = d + (t or "")
+                    naive, own = parse_da_tm(d, t or "000000"), None
+                    break
+            else:
+                return None, None, None
+        if own is not None:
+            return raw, naive.replace(tzinfo=own), "datetime"
+        offset = _text(ds, "TimezoneOffsetFromUTC")
+        if offset:
+            return raw, naive.replace(tzinfo=parse_offset(offset)), "TimezoneOffsetFromUTC"
+        aware, note = localize(naive, zone)
+        if note:
+            warnings.append(note)
+        return raw, aware, "default"
+    except ValueError as exc:
+        warnings.append(f"acquisition time not understood: {exc}")
+        return None, None, None
+
+
+class IngestService:
+    """Store DICOM objects: validation, durable archive write, one catalog transaction.
+
+    Parameters
+    ----------
+    config : NodeConfig
+    catalog : Catalog
+        An open, migrated catalog.
+    archive : Archive
+    """
+
+    def __init__(self, config: NodeConfig, catalog: Catalog, archive: Archive) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.archive = archive
+        self.quarantine = Quarantine(config.data_dir)
+
+    @classmethod
+    def open(cls, config: NodeConfig) -> IngestService:
+        """Create the data directories, remove stale temporary files, open and migrate the catalog.
+
+        Raises
+        ------
+        ArchiveError, CatalogError
+        """
+        try:
+            ensure_dir(Path(config.data_dir))
+        except OSError as exc:
+            raise ArchiveError(f"data directory {config.data_dir}: {exc.strerror}") from exc
+        archive = Archive(config.data_dir)
+        archive.create()
+        for path in archive.clean_temp():
+            logger.info("removed temporary file left by an interrupted write: %s", path)
+        return cls(config, Catalog.open(config.catalog_url), archive)
+
+    def close(self) -> None:
+        """Close the catalog."""
+        self.catalog.close()
+
+    def __enter__(self) -> IngestService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def store(self, data: bytes, *, sender_ae: str, sender_address: str,
+              expected_sop_instance_uid: str | None = None,
+              expected_sop_class_uid: str | None = None) -> StoreOutcome:
+        """Store one DICOM Part 10 file exactly as received.
+
+        Parameters
+        ----------
+        data : bytes
+            Preamble, ``DICM``, file meta and dataset as received (never re-encoded).
+        sender_ae, sender_address : str
+            Who sent it (``"IMPORT"``/``"local"`` for the import command).
+        expected_sop_instance_uid, expected_sop_class_uid : str, optional
+            Affected SOP Instance / Class UID of the C-STORE request, which the dataset must match.
+
+        Returns
+        -------
+        StoreOutcome
+            Returned only once the file is durable and the row committed.
+
+        Raises
+        ------
+        DatasetError, UnsupportedSOPClassError
+            Unparseable, unsupported class, or identifying attributes missing, invalid or not as expected.
+        WaveformError
+            A waveform object that cannot be decoded faithfully.
+        InstanceConflictError
+            The UID is stored with other content and ``on_conflict`` is ``"refuse"``.
+        StorageFullError, ArchiveError
+            The file could not be written (nothing is left behind).
+        CatalogError
+            The row could not be committed (the file is removed again).
+        """
+        start = time.perf_counter()
+        received_at = datetime.now(UTC)
+        sha256 = hashlib.sha256(data).hexdigest()
+        ident: dict[str, str | None] = {"sop_class_uid": None, "sop_instance_uid": None}
+        try:
+            record = self._validate(data, sender_ae, sender_address, received_at, sha256, ident,
+                                    expected_sop_instance_uid, expected_sop_class_uid)
+            outcome = self._store(data, record, start)
+        except Exception as exc:
+            self._refuse(data, exc, sender_ae, sender_address, received_at, sha256, ident)
+            raise
+        logger.info("%s sop_class=%s sop_instance=%s from=%s@%s %.1f ms", outcome.status, outcome.sop_class_uid,
+                    outcome.sop_instance_uid, sender_ae, sender_address, outcome.elapsed_ms)
+        return outcome
+
+    def _validate(self, data: bytes, sender_ae: str, sender_address: str, received_at: datetime, sha256: str,
+                  ident: dict[str, str | None], expected_iuid: str | None,
+                  expected_cuid: str | None) -> InstanceRecord:
+        """Parse, check identity (PS3.4 B.2.3, PS3.5 9.1), decode; the record still lacks its file path."""
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") or None
+            raw_cuid, raw_iuid = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            raise UnreadableDatasetError(f"not a readable DICOM Part 10 file: {exc}") from exc
+        ident["sop_class_uid"] = None if raw_cuid is None else str(raw_cuid)
+        ident["sop_instance_uid"] = None if raw_iuid is None else str(raw_iuid)
+        warnings: list[str] = []
+        try:
+            cuid = validate_uid(raw_cuid, "SOPClassUID")
+            if not (is_waveform_class(cuid) or cuid == ENCAPSULATED_PDF):
+                raise UnsupportedSOPClassError(f"SOPClassUID: {cuid} is not a waveform storage class or "
+                                               "Encapsulated PDF; this node does not store it")
+            iuid = validate_uid(raw_iuid, "SOPInstanceUID")
+            # PS3.4 B.2.3 / PS3.7 9.1.1: the dataset must be the one the request announced.
+            if expected_cuid is not None and expected_cuid.rstrip("\0 ") != cuid:
+                raise DatasetError(f"SOPClassUID: dataset says {cuid} but the request said {expected_cuid}")
+            if expected_iuid is not None and expected_iuid.rstrip("\0 ") != iuid:
+                raise DatasetError(f"SOPInstanceUID: dataset says {iuid} but the request said {expected_iuid}")
+            study_uid = validate_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID")
+            series_uid = validate_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID")
+            meta_iuid = ds.file_meta.get("MediaStorageSOPInstanceUID")
+            if meta_iuid is not None and str(meta_iuid).rstrip("\0 ") != iuid:  # PS3.10 7.1
+                warnings.append("MediaStorageSOPInstanceUID differs from SOPInstanceUID")
+            patient_id = _text(ds, "PatientID")
+            generated = False
+            if patient_id is None:
+                if self.config.unidentified_patient != "accept":
+                    raise DatasetError("PatientID: absent or empty (set unidentified_patient = \"accept\" to store "
+                                       "such objects under a generated ID)")
+                patient_id = UNIDENTIFIED_PREFIX + hashlib.sha256(study_uid.encode()).hexdigest()[:16].upper()
+                generated = True
+                warnings.append(f"PatientID absent; stored under generated ID {patient_id}")
+            patient = PatientData(patient_id, _text(ds, "IssuerOfPatientID") or "", _text(ds, "PatientName"),
+                                  _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"), generated)
+            study = StudyData(study_uid, _text(ds, "StudyDate"), _text(ds, "StudyTime"),
+                              _text(ds, "AccessionNumber"), _text(ds, "StudyID"), _text(ds, "StudyDescription"),
+                              _text(ds, "ReferringPhysicianName"))
+            series = SeriesData(series_uid, _text(ds, "Modality"), _int(ds, "SeriesNumber", warnings),
+                                _text(ds, "SeriesDescription"), _text(ds, "SeriesDate"), _text(ds, "SeriesTime"))
+            instance_number = _int(ds, "InstanceNumber", warnings)
+        except EcgNodeError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # lazily converted values
+            raise DatasetError(f"dataset cannot be read: {exc}") from exc
+
+        groups: tuple[GroupData, ...] = ()
+        measurements: tuple[MeasurementData, ...] = ()
+        if is_waveform_class(cuid):
+            rec: Recording = decode(ds, default_zone=self.config.zone)  # WaveformError propagates
+            warnings.extend(rec.warnings)
+            acq_raw, acq, zone_source = rec.acquisition_datetime_raw, rec.acquisition_datetime, rec.zone_source
+            groups = tuple(
+                GroupData(g.index, g.label, float(g.sampling_frequency), int(g.n_samples), g.n_channels,
+                          tuple(c.label for c in g.channels), float(g.duration_s), g.interpretation,
+                          g.bits_allocated)
+                for g in rec.groups)
+            measurements = tuple(
+                MeasurementData(m.concept.value, m.concept.scheme, m.concept.meaning, float(m.value), m.units)
+                for m in rec.measurements)
+        else:
+            acq_raw, acq, zone_source = _document_time(ds, self.config.zone, warnings)
+        offset: timedelta | None = acq.utcoffset() if acq is not None else None
+        return InstanceRecord(
+            patient=patient, study=study, series=series, sop_instance_uid=iuid, sop_class_uid=cuid, path="",
+            size=len(data), sha256=sha256, received_at=received_at, instance_number=instance_number,
+            acquisition_datetime=acq_raw,
+            acquisition_utc=acq.astimezone(UTC) if acq is not None and acq.tzinfo is not None else None,
+            utc_offset_minutes=None if offset is None else int(offset.total_seconds() // 60),
+            zone_source=zone_source, content_date=_text(ds, "ContentDate"), content_time=_text(ds, "ContentTime"),
+            manufacturer=_text(ds, "Manufacturer"), model_name=_text(ds, "ManufacturerModelName"),
+            device_serial_number=_text(ds, "DeviceSerialNumber"), transfer_syntax_uid=ts, sender_ae=sender_ae,
+            sender_address=sender_address, warnings=tuple(warnings), groups=groups, measurements=measurements)
+
+    def index_file(self, relative: str, *, sender_ae: str = "REINDEX",
+                   sender_address: str = "local") -> Literal["stored", "duplicate", "conflict"]:
+        """Catalog a file already in the archive (``reindex``), without copying or quarantining it.
+
+        Parameters
+        ----------
+        relative : str
+            Archive path relative to the data directory.
+        sender_ae, sender_address : str
+            Provenance recorded for the row (the original sender is not known any more).
+
+        Returns
+        -------
+        {"stored", "duplicate", "conflict"}
+            ``duplicate``/``conflict``: the UID is already indexed (same / other content) under another file.
+
+        Raises
+        ------
+        DatasetError, WaveformError, ArchiveError, CatalogError
+        """
+        data = self.archive.read(relative)
+        path = self.archive.resolve(relative)
+        received_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        ident: dict[str, str | None] = {"sop_class_uid": None, "sop_instance_uid": None}
+        record = self._validate(data, sender_ae, sender_address, received_at, hashlib.sha256(data).hexdigest(),
+                                ident, None, None)
+        result = self.catalog.add_instance(replace(record, path=relative), replace=False)
+        return "stored" if result.status == "stored" else result.status  # type: ignore[return-value]
+
+    def _outcome(self, status: Literal["stored", "duplicate", "replaced"], record: InstanceRecord, path: str,
+                 sha256: str, start: float) -> StoreOutcome:
+        return StoreOutcome(status, record.sop_class_uid, record.sop_instance_uid, record.study.study_instance_uid,
+                            self.archive.resolve(path), record.size, sha256, record.warnings,
+                            (time.perf_counter() - start) * 1000.0)
+
+    def _store(self, data: bytes, record: InstanceRecord, start: float) -> StoreOutcome:
+        """Archive then catalog a validated object (see the module notes for the crash-safety argument)."""
+        uid = record.sop_instance_uid
+        replace_policy = self.config.on_conflict == "replace"
+        # Cheap pre-check so that a plain re-send writes nothing; the transaction re-checks under its lock.
+        existing = self.catalog.find_instance_file(uid)
+        if existing is not None:
+            if existing.sha256 == record.sha256:
+                return self._outcome("duplicate", record, existing.path, existing.sha256, start)
+            if not replace_policy:
+                raise InstanceConflictError(
+                    f"SOPInstanceUID {uid} is already stored with different content "
+                    f"(stored sha256 {existing.sha256[:12]}…, received {record.sha256[:12]}…)")
+        written = self.archive.write(self.archive.placement(uid), data)
+        if written.sha256 != record.sha256:  # the bytes changed between hashing and writing: never expected
+            self._discard(written.relative)
+            raise ArchiveError(f"{written.relative}: checksum changed while writing")
+        record = replace(record, path=written.relative, size=written.size)
+        try:
+            result = self.catalog.add_instance(record, replace=replace_policy)
+        except BaseException:
+            self._discard(written.relative)
+            raise
+        if result.status in ("duplicate", "conflict"):
+            self._discard(written.relative)  # a concurrent store of this UID committed first
+            if result.status == "conflict":
+                raise InstanceConflictError(f"SOPInstanceUID {uid} is already stored with different content")
+            return self._outcome("duplicate", record, result.path, result.sha256, start)
+        if result.previous_path:
+            # The row now names the new file; the old one is garbage. Should this fail, verify reports an orphan.
+            self._discard(result.previous_path)
+        if result.conflicts:
+            logger.warning("demographic conflict for sop_instance=%s: %s differ from the stored patient",
+                           uid, ", ".join(result.conflicts))
+        return self._outcome(result.status, record, written.relative, written.sha256, start)  # type: ignore[arg-type]
+
+    def _discard(self, relative: str) -> None:
+        """Remove a file this store wrote (or superseded); a failure is logged, never raised over the cause."""
+        try:
+            self.archive.remove(relative)
+        except ArchiveError:
+            logger.exception("could not remove %s; verify will report it as an orphan", relative)
+
+    def _refuse(self, data: bytes, exc: Exception, sender_ae: str, sender_address: str, received_at: datetime,
+                sha256: str, ident: dict[str, str | None]) -> None:
+        """Quarantine a refused object with its reason and log the refusal (no patient data in the log)."""
+        reason = {
+            "received_at": received_at.isoformat(), "sender_ae": sender_ae, "sender_address": sender_address,
+            "status": "refused", "error": type(exc).__name__, "comment": str(exc), "size": len(data),
+            "sha256": sha256, **ident,
+        }
+        logger.warning("refused sop_class=%s sop_instance=%s from=%s@%s: %s: %s", ident["sop_class_uid"],
+                       ident["sop_instance_uid"], sender_ae, sender_address, type(exc).__name__, exc)
+        try:
+            self.quarantine.put(data, reason)
+        except EcgNodeError as qexc:
+            logger.error("could not quarantine the refused object: %s", qexc)
+
+
+__all__ = ["UNIDENTIFIED_PREFIX", "IngestService", "StoreOutcome", "validate_uid"]

@@ -1,0 +1,328 @@
+"""Ingest service: validation, durable archive, one catalog transaction, duplicates, conflicts, failures."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pydicom
+import pytest
+from helpers import sample
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from dicom_ecg_node.archive import TEMP_PREFIX
+from dicom_ecg_node.config import NodeConfig
+from dicom_ecg_node.errors import (
+    CatalogError,
+    DatasetError,
+    InstanceConflictError,
+    StorageFullError,
+    UnsupportedSOPClassError,
+)
+from dicom_ecg_node.services.ingest import IngestService, validate_uid
+from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
+
+VALID = ["pixelmed/39da47b7.dcm", "pydicom/waveform_ecg.dcm"]
+DOTDOT = ["ecgtoolkit/Example.dcm", "cabolabs-dicom-waveform/Example.dcm", "cabolabs-dicom-waveform/out2_attrs.dcm"]
+
+
+@pytest.fixture
+def config(tmp_path: Path, catalog_url: str) -> NodeConfig:
+    return NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url)
+
+
+@pytest.fixture
+def service(config: NodeConfig) -> Iterator[IngestService]:
+    svc = IngestService.open(config)
+    yield svc
+    svc.close()
+
+
+def archived(svc: IngestService) -> list[str]:
+    return list(svc.archive.iter_files())
+
+
+def leftovers(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob(f"{TEMP_PREFIX}*")]
+
+
+def renumber(src: Path, **changes: object) -> bytes:
+    """A sample file with fresh UIDs (and attribute changes), encoded in its own little endian syntax."""
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in changes.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def synth(**kw: object) -> bytes:
+    kw.setdefault("duration_s", 2.0)
+    kw.setdefault("include_median", False)
+    kw.setdefault("annotations", False)
+    return ecg_to_bytes(synthesize_ecg(**kw))
+
+
+def store(svc: IngestService, data: bytes, **kw: str):
+    return svc.store(data, sender_ae=kw.pop("ae", "CART1"), sender_address="127.0.0.1", **kw)
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_samples_are_stored_byte_for_byte(service: IngestService, name: str) -> None:
+    data = sample(name).read_bytes()
+    out = store(service, data)
+    assert out.status == "stored"
+    assert out.path.is_absolute() and out.path.read_bytes() == data
+    assert out.size == len(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert out.sop_instance_uid == ds.SOPInstanceUID
+    # the peer's UID never appears in the path: hashed and fanned out
+    rel = out.path.relative_to(service.config.data_dir)
+    assert rel.parts[0] == "archive" and len(rel.parts) == 4 and ds.SOPInstanceUID not in str(rel)
+    detail = service.catalog.get_instance(ds.SOPInstanceUID)
+    assert detail.summary.sha256 == out.sha256 and detail.summary.path == rel.as_posix()
+    assert detail.summary.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert (detail.summary.sender_ae, detail.summary.sender_address) == ("CART1", "127.0.0.1")
+    assert detail.summary.acquisition_utc is not None
+    assert detail.groups and detail.groups[0].n_channels == 12
+    assert service.quarantine.entries() == []
+
+
+@pytest.mark.parametrize("name", DOTDOT)
+def test_dotdot_uids_are_refused_and_quarantined(service: IngestService, name: str) -> None:
+    data = sample(name).read_bytes()
+    with pytest.raises(DatasetError, match=r"SOPInstanceUID: .*not a valid UID: it has an empty component"):
+        store(service, data)
+    assert archived(service) == [] and service.catalog.stats().instances == 0
+    [entry] = service.quarantine.entries()
+    assert entry.path.read_bytes() == data
+    assert entry.reason["error"] == "DatasetError" and entry.reason["sender_ae"] == "CART1"
+    assert "SOPInstanceUID" in entry.reason["comment"]
+    json.loads(entry.path.with_suffix(".json").read_text())
+
+
+def test_missing_study_uid_is_refused(service: IngestService) -> None:
+    with pytest.raises(DatasetError, match="StudyInstanceUID: absent"):
+        store(service, sample("pixelmed/1074466202.fixed.dcm").read_bytes())
+    assert len(service.quarantine.entries()) == 1
+
+
+@pytest.mark.parametrize(("uid", "why"), [
+    ("1.2.03", "leading zero"), ("1.2.", "empty component"), ("1.2.a", "characters"), ("1." * 40 + "1", "64"),
+])
+def test_validate_uid(uid: str, why: str) -> None:
+    with pytest.raises(DatasetError, match=why):
+        validate_uid(uid, "StudyInstanceUID")
+    assert validate_uid("1.2.0.3\0", "X") == "1.2.0.3"
+
+
+def test_identity_checks(service: IngestService) -> None:
+    src = sample("pydicom/waveform_ecg.dcm")
+    with pytest.raises(UnsupportedSOPClassError):
+        store(service, renumber(src, SOPClassUID="1.2.840.10008.5.1.4.1.1.2"))
+    data = renumber(src)
+    with pytest.raises(DatasetError, match="request said"):
+        store(service, data, expected_sop_instance_uid="1.2.3")
+    with pytest.raises(DatasetError, match="request said"):
+        store(service, data, expected_sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.2")
+    uid = pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
+    ok = store(service, data, expected_sop_instance_uid=uid, expected_sop_class_uid="1.2.840.10008.5.1.4.1.1.9.1.1")
+    assert ok.status == "stored"
+    with pytest.raises(DatasetError, match="not a readable DICOM"):
+        store(service, b"hello, not DICOM")
+    assert len(service.quarantine.entries()) == 4
+
+
+def test_unidentified_patient_policy(config: NodeConfig) -> None:
+    data = renumber(sample("pydicom/waveform_ecg.dcm"), PatientID=None)
+    with IngestService.open(config) as svc, pytest.raises(DatasetError, match="PatientID"):
+        store(svc, data)
+    with IngestService.open(config.replace(unidentified_patient="accept")) as svc:
+        out = store(svc, data)
+        assert out.status == "stored"
+        [patient] = svc.catalog.list_patients()
+        assert patient.patient_id.startswith("UNIDENTIFIED-")
+        assert any("generated ID" in w for w in out.warnings)
+
+
+def test_duplicate_stores_nothing_twice(service: IngestService) -> None:
+    data = sample("pydicom/waveform_ecg.dcm").read_bytes()
+    first = store(service, data)
+    again = store(service, data, ae="OTHER")
+    assert again.status == "duplicate" and again.path == first.path and again.sha256 == first.sha256
+    assert len(archived(service)) == 1 and service.catalog.stats().instances == 1
+
+
+def test_conflicting_resend_is_refused_and_original_kept(service: IngestService) -> None:
+    data = renumber(sample("pydicom/waveform_ecg.dcm"))
+    first = store(service, data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PatientComments = "changed"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with pytest.raises(InstanceConflictError):
+        store(service, buf.getvalue())
+    assert first.path.read_bytes() == data
+    assert archived(service) == [first.path.relative_to(service.config.data_dir).as_posix()]
+    [entry] = service.quarantine.entries()
+    assert entry.reason["error"] == "InstanceConflictError" and entry.path.read_bytes() == buf.getvalue()
+
+
+def test_replace_policy(config: NodeConfig) -> None:
+    data = renumber(sample("pydicom/waveform_ecg.dcm"))
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PatientComments = "corrected"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    with IngestService.open(config.replace(on_conflict="replace")) as svc:
+        first = store(svc, data)
+        second = store(svc, buf.getvalue())
+        assert second.status == "replaced"
+        assert not first.path.exists() and second.path.read_bytes() == buf.getvalue()
+        assert len(archived(svc)) == 1
+        assert svc.catalog.find_instance_file(ds.SOPInstanceUID).sha256 == second.sha256
+
+
+def test_demographic_conflict(service: IngestService) -> None:
+    src = sample("pydicom/waveform_ecg.dcm")
+    store(service, renumber(src))
+    out = store(service, renumber(src, PatientName="Other^Name", PatientBirthDate="19800101"))
+    assert out.status == "stored"
+    conflicts = service.catalog.list_conflicts()
+    assert {c.attribute for c in conflicts} == {"PatientName", "PatientBirthDate"}
+    detail = service.catalog.get_instance(out.sop_instance_uid)
+    assert (detail.patient_name, detail.patient_birth_date) == ("Other^Name", "19800101")
+
+
+def test_encapsulated_pdf_is_stored(service: IngestService) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("report.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "PDF1", "Doc^Pat", "DOC"
+    ds.ContentDate, ds.ContentTime, ds.TimezoneOffsetFromUTC = "20240601", "120000", "+0200"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = b"%PDF-1.4\n%%EOF\n"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    out = store(service, buf.getvalue())
+    s = service.catalog.get_instance(out.sop_instance_uid).summary
+    assert s.acquisition_utc == datetime(2024, 6, 1, 10, 0, tzinfo=UTC) and s.utc_offset_minutes == 120
+
+
+def test_catalog_failure_removes_the_file(service: IngestService) -> None:
+    """A real trigger makes the instance INSERT fail after the file is durable: CatalogError, no orphan."""
+    db = service.catalog.db
+    with service.catalog._write():
+        if service.catalog.sqlite:
+            db.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON instance "
+                           "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        else:
+            db.execute_sql("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                           "RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql")
+            db.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON instance FOR EACH ROW EXECUTE FUNCTION refuse()")
+    data = sample("pydicom/waveform_ecg.dcm").read_bytes()
+    with pytest.raises(CatalogError, match="injected failure"):
+        store(service, data)
+    assert archived(service) == [] and leftovers(service.config.data_dir) == []
+    st = service.catalog.stats()
+    assert (st.patients, st.studies, st.instances) == (0, 0, 0)  # the whole transaction rolled back
+    assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
+
+
+def test_disk_full(tmp_path: Path, catalog_url: str) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        # The catalog lives elsewhere: only the archive's file system is full.
+        with IngestService.open(NodeConfig(data_dir=mnt / "data", db_url=catalog_url)) as svc:
+            data = sample("pydicom/waveform_ecg.dcm").read_bytes()  # 291 kB > 128 kB
+            with pytest.raises(StorageFullError):
+                store(svc, data)
+            assert archived(svc) == [] and leftovers(mnt) == []
+            assert svc.catalog.stats().instances == 0
+            # the quarantine could not hold it either, and left nothing partial
+            assert list((mnt / "data").rglob("*.dcm")) == []
+            small = synth(patient_id="FITS", duration_s=1.0)
+            assert store(svc, small).status == "stored"  # the node keeps working once space allows
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_startup_cleans_stale_temp_files(config: NodeConfig) -> None:
+    with IngestService.open(config):
+        pass
+    stale = config.data_dir / "archive" / "ab" / "cd" / f"{TEMP_PREFIX}dead.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = stale.with_name(f"{TEMP_PREFIX}inflight.part")
+    fresh.write_bytes(b"another worker's write in progress")
+    with IngestService.open(config):
+        assert not stale.exists() and fresh.exists()
+
+
+def test_log_line_per_object_without_patient_name(service: IngestService, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dicom_ecg_node.ingest")
+    out = store(service, sample("pydicom/waveform_ecg.dcm").read_bytes())
+    lines = [r for r in caplog.records if r.name == "dicom_ecg_node.ingest" and r.levelno == logging.INFO]
+    assert len(lines) == 1
+    msg = lines[0].getMessage()
+    assert out.sop_instance_uid in msg and "stored" in msg and "ms" in msg and "Anonymous" not in msg
+
+
+@pytest.mark.slow
+def test_16_threads_store_concurrently(service: IngestService) -> None:
+    payloads = [[synth(patient_id=f"T{t % 4}", patient_name=f"THREAD^{t % 4}", seed=t * 100 + i,
+                       sop_instance_uid=generate_uid(), instance_number=i + 1) for i in range(25)]
+                for t in range(16)]
+    shared = synth(patient_id="SHARED", sop_instance_uid=generate_uid())
+    results: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for data in payloads[t]:
+                assert store(service, data, ae=f"CART{t}").status == "stored"
+            status = store(service, shared, ae=f"CART{t}").status
+            with lock:
+                results.append(status)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert sorted(results) == ["duplicate"] * 15 + ["stored"]
+    assert service.catalog.stats().instances == 16 * 25 + 1
+    assert len(archived(service)) == 16 * 25 + 1
+    assert leftovers(service.config.data_dir) == []
