@@ -1,1 +1,39 @@
 """Root fixtures. Plain helpers live in ``tests/helpers.py`` (``tests/`` is on ``sys.path`` via setup.cfg)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import RunningNode, make_config
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator:
+    started: list[RunningNode] = []
+
+    def start(**overrides: object) -> RunningNode:
+        config = make_config(tmp_path, **overrides)
+        from dicom_ecg_node.services.ingest import IngestService
+
+        from dicom_ecg_node.net.server import DicomNode
+
+        ingest = IngestService.open(config)
+        node = DicomNode(config, ingest)
+        node.start()
+        running = RunningNode(config, node, ingest)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.node.stop(grace_s=5)
+        running.ingest.close()
+
+
+@pytest.fixture
+def node(node_factory) -> RunningNode:
+    return node_factory()
+
+

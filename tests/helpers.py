@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +42,75 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def renumbered_copy(src: Path, dst: Path, **changes: object) -> Path:
+    """Copy a sample file with fresh Study/Series/SOP Instance UIDs (and any attribute ``changes``), same syntax.
+
+    Little endian syntaxes only (pydicom will not convert byte order on save).
+    """
+    import pydicom
+    from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword, value in changes.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    if "SOPClassUID" in changes and changes["SOPClassUID"] is not None:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.save_as(dst, enforce_file_format=True,
+               implicit_vr=ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian, little_endian=True)
+    return dst
+
+
+@dataclass
+class RunningNode:
+    """A node started by the ``node`` fixture."""
+
+    config: Any
+    node: Any
+    ingest: Any
+
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return self.node.address[1]
+
+    @property
+    def aet(self) -> str:
+        return self.config.aet
+
+
+def make_config(tmp_path: Path, **overrides: object) -> Any:
+    from dicom_ecg_node.config import load_config
+
+    values: dict[str, object] = {"data_dir": tmp_path / "data", "host": "127.0.0.1", "port": 0, "aet": "ECGNODE"}
+    values.update(overrides)
+    return load_config(environ={}, **values)
+
+
+
+def dcmtk(tool: str) -> str:
+    """Path of a DCMTK tool; skips (saying why) where DCMTK is not installed."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"DCMTK's {tool} is not installed (scripts/test installs it with apt-get install dcmtk)")
+    return path
+
+
+def run_dcmtk(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK tool with TCP_NODELAY=1 (without it DCMTK waits on Nagle's algorithm)."""
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run([dcmtk(tool), *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)

@@ -104,8 +104,13 @@ def send(host: str, port: int, paths: tuple[str, ...], called_aet: str, calling_
 
     Prints one line per refused file and a summary; exits non-zero when any file was not accepted.
     """
+    from pynetdicom import _config as pynetdicom_config
+
     from dicom_ecg_node.net.scu import iter_files
     from dicom_ecg_node.net.scu import send as do_send
+
+    # Send each file's dataset bytes as stored, without decoding and re-encoding it (this CLI process only).
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
 
     files = list(iter_files(paths))
     failed = 0

@@ -94,15 +94,22 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
         Several workers asked for with port 0 (each would bind a different port).
     """
     from dicom_ecg_node.services.ingest import IngestService
+    from dicom_ecg_node.services.maintenance import node_session
 
     workers = _worker_count(config)
-    if workers == 1:
-        serve_in_process(config, stop)
-        return
-    if config.port == 0:
+    if workers > 1 and config.port == 0:
         raise ConfigError("workers: several worker processes need a fixed port, not 0")
-    # Create or migrate the catalog once, before workers race to do it.
-    IngestService.open(config).close()
+    with node_session(config):
+        if workers == 1:
+            serve_in_process(config, stop)
+            return
+        # Create or migrate the catalog once, before workers race to do it.
+        IngestService.open(config).close()
+        _run_workers(config, stop, workers)
+
+
+def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> None:
+    """Start ``workers`` processes on the shared port; restart any that dies; stop them all when asked."""
     ctx = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     for i in range(workers):

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: DCMTK storescu sending synthetic 12-lead ECGs to three receivers in the same run.
+
+Receivers: (a) this node (validating, fsyncing, indexing), (b) DCMTK storescp writing files, (c) pynetdicom's bundled
+storescp app. Each is sent the same files over 1 association and over 4 concurrent associations. Prints files/s,
+MB/s, the receiver's peak RSS and the ratios of (a) to (b) and (c).
+
+Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dicom_ecg_node.net.scu import echo
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], aet: str = "ANY-SCP") -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited with {proc.returncode}")
+        try:
+            echo("127.0.0.1", port, called_aet=aet, timeout=2)
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError("receiver did not come up")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of ``pid`` and of its children (worker processes), the largest, in MB."""
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    peak = 0.0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return peak
+
+
+def run_storescu(port: int, aet: str, files: list[Path], streams: int) -> float:
+    """Send ``files`` split over ``streams`` concurrent storescu processes; return the wall time in seconds."""
+    env = dict(os.environ, TCP_NODELAY="1")  # without it storescu waits on Nagle: ~40x slower
+    chunks = [files[i::streams] for i in range(streams)]
+    lists = []
+    for _i, chunk in enumerate(chunks):
+        fd, name = tempfile.mkstemp(suffix=".txt")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(map(str, chunk)))
+        lists.append(name)
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(["storescu", "-R", "-aec", aet, "--max-send-pdu", "131072", "127.0.0.1", str(port),
+                          *map(str, chunk)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for chunk in chunks
+    ]
+    failures = [p for p in procs if p.wait() != 0]
+    elapsed = time.perf_counter() - start
+    for name in lists:
+        os.unlink(name)
+    if failures:
+        raise RuntimeError(f"storescu failed: {failures[0].stderr.read().decode()[-500:]}")
+    return elapsed
+
+
+def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TCP_NODELAY="1")
+    if kind == "ecg-node":
+        cmd = [PY, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+               str(out), "--workers", str(workers), "--log-level", "WARNING"]
+        aet = "ECGNODE"
+    elif kind == "dcmtk-storescp":
+        cmd = ["storescp", "-od", str(out), "--max-pdu", "131072", str(port)]
+        aet = "ANY-SCP"
+    else:  # pynetdicom's bundled storescp app (decodes and re-encodes each file)
+        cmd = [PY, "-m", "pynetdicom", "storescp", "-od", str(out), str(port)]
+        aet = "STORESCP"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    wait_ready(port, proc, aet)
+    return proc, aet
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=2000, help="synthetic ECGs to send (default 2000)")
+    ap.add_argument("--workers", type=int, default=0, help="ecg-node worker processes (0: one per core)")
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="concurrent associations to test")
+    ap.add_argument("--receivers", nargs="+", default=["ecg-node", "dcmtk-storescp", "pynetdicom-storescp"])
+    ap.add_argument("--keep", type=Path, help="keep the work directory here")
+    args = ap.parse_args()
+    if shutil.which("storescu") is None:
+        print("DCMTK storescu is required (apt-get install dcmtk)", file=sys.stderr)
+        return 2
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
+    src = work / "ecgs"
+    if not src.exists():
+        subprocess.run([PY, "-m", "dicom_ecg_node", "synth", str(src), "--count", str(args.count), "--patients",
+                        str(max(1, args.count // 10))], check=True, stdout=subprocess.DEVNULL)
+    files = sorted(src.glob("*.dcm"))[: args.count]
+    total_mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"{len(files)} files, {total_mb:.1f} MB ({total_mb / len(files) * 1000:.0f} KB each); "
+          f"{os.cpu_count()} CPUs; ecg-node workers={args.workers or os.cpu_count()}")
+    results: dict[tuple[str, int], float] = {}
+    for streams in args.streams:
+        for kind in args.receivers:
+            out = work / f"out-{kind}-{streams}"
+            shutil.rmtree(out, ignore_errors=True)
+            port = free_port()
+            workers = args.workers if streams > 1 else 1
+            proc, aet = receiver(kind, port, out, workers if kind == "ecg-node" else 1)
+            try:
+                elapsed = run_storescu(port, aet, files, streams)
+                rss = peak_rss_mb(proc.pid)
+            finally:
+                stop(proc)
+            rate = len(files) / elapsed
+            results[(kind, streams)] = rate
+            print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
+                  f"peak RSS {rss:6.1f} MB")
+        node = results.get(("ecg-node", streams))
+        for peer in ("dcmtk-storescp", "pynetdicom-storescp"):
+            if node and (peer, streams) in results:
+                print(f"  {streams} assoc  ecg-node / {peer}: {node / results[(peer, streams)]:.2f}x")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
