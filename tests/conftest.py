@@ -15,9 +15,8 @@ def node_factory(tmp_path: Path) -> Iterator:
 
     def start(**overrides: object) -> RunningNode:
         config = make_config(tmp_path, **overrides)
-        from dicom_ecg_node.services.ingest import IngestService
-
         from dicom_ecg_node.net.server import DicomNode
+        from dicom_ecg_node.services.ingest import IngestService
 
         ingest = IngestService.open(config)
         node = DicomNode(config, ingest)
