@@ -1,7 +1,7 @@
 """``ecg-node show`` and ``ecg-node export``: look at and export one waveform object.
 
-The FILE argument goes through :func:`resolve_source`, which today accepts a path; a catalog resolver (SOP
-Instance UID -> archived file) can be added there without touching the commands.
+The FILE argument goes through :func:`resolve_source`: a path to a DICOM file, or the SOP Instance UID of an
+instance the node holds (looked up in the catalog of ``--data-dir``).
 """
 
 from __future__ import annotations
@@ -15,28 +15,43 @@ from typing import Any
 
 import click
 
-from dicom_ecg_node.cli.common import echo_json, handle_errors
-from dicom_ecg_node.errors import WaveformError
+from dicom_ecg_node.cli.common import echo_json, handle_errors, node_options
+from dicom_ecg_node.config import NodeConfig
+from dicom_ecg_node.errors import NotFoundError
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-def resolve_source(ref: str) -> Path:
-    """Turn the FILE argument of a command into something :func:`~dicom_ecg_node.waveform.decode` reads.
+def resolve_source(ref: str, config: NodeConfig | None = None) -> Path:
+    """Turn the FILE|UID argument of a command into a file :func:`~dicom_ecg_node.waveform.decode` reads.
+
+    Parameters
+    ----------
+    ref : str
+        A path, or a SOP Instance UID the node holds.
+    config : NodeConfig, optional
+        The node whose catalog resolves UIDs.
 
     Raises
     ------
-    WaveformError
-        ``ref`` names no readable file.
+    NotFoundError
+        ``ref`` is neither a file nor a catalogued SOP Instance UID.
     """
     path = Path(ref)
     if path.is_file():
         return path
-    raise WaveformError(f"{ref}: no such file")
+    if config is not None and _UID_RE.match(ref):
+        from dicom_ecg_node.services.maintenance import locate_instance
+
+        return locate_instance(config, ref)
+    raise NotFoundError(f"{ref}: no such file" + (" or SOP Instance UID in the catalog" if config else ""))
 
 
-def _load(ref: str, zone: str | None) -> Any:
+def _load(ref: str, zone: str | None, config: NodeConfig | None = None) -> Any:
     from dicom_ecg_node.waveform import decode  # numpy and pydicom only when a command runs
 
-    return decode(resolve_source(ref), default_zone=zone)
+    default_zone = zone or (config.default_timezone if config is not None else None)
+    return decode(resolve_source(ref, config), default_zone=default_zone)
 
 
 def _fmt_hz(value: float | None) -> str:
@@ -177,17 +192,19 @@ def _echo_text(rec: Any, summary: dict[str, Any]) -> None:
         echo("Warnings: none")
 
 
-_ZONE_HELP = "Zone for times without a UTC offset (IANA name, e.g. Europe/Rome). Default UTC."
+_ZONE_HELP = ("Zone for times without a UTC offset (IANA name, e.g. Europe/Rome). Default: the node's "
+              "default_timezone (UTC unless configured).")
 
 
 @click.command()
-@click.argument("file")
+@click.argument("file", metavar="FILE|UID")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--zone", default=None, help=_ZONE_HELP)
+@node_options
 @handle_errors
-def show(file: str, as_json: bool, zone: str | None) -> None:
-    """Decode FILE and print a readable summary: patient, time, groups, leads, measurements, warnings."""
-    rec = _load(file, zone)
+def show(file: str, as_json: bool, zone: str | None, config: NodeConfig) -> None:
+    """Decode FILE (or the node's instance UID) and print a summary: patient, time, groups, leads, measurements."""
+    rec = _load(file, zone, config)
     summary = recording_summary(rec)
     if as_json:
         echo_json(summary)
@@ -219,14 +236,15 @@ def write_group_csv(group: Any, path: Path) -> None:
 
 
 @click.command()
-@click.argument("file")
+@click.argument("file", metavar="FILE|UID")
 @click.option("--csv", "csv_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for one CSV per multiplex group (created when absent).")
 @click.option("--zone", default=None, help=_ZONE_HELP)
+@node_options
 @handle_errors
-def export(file: str, csv_dir: str, zone: str | None) -> None:
-    """Decode FILE and write one CSV per multiplex group (seconds, then each channel in physical units)."""
-    rec = _load(file, zone)
+def export(file: str, csv_dir: str, zone: str | None, config: NodeConfig) -> None:
+    """Decode FILE (or the node's instance UID) and write one CSV per group (seconds, then physical units)."""
+    rec = _load(file, zone, config)
     out = Path(csv_dir)
     out.mkdir(parents=True, exist_ok=True)
     for g in rec.groups:

@@ -21,12 +21,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from dicom_ecg_node.archive import Archive, Quarantine, QuarantineEntry
 from dicom_ecg_node.catalog import Catalog, CatalogStats, ConflictRow
 from dicom_ecg_node.config import NodeConfig
-from dicom_ecg_node.errors import ArchiveError, EcgNodeError
+from dicom_ecg_node.errors import ArchiveError, EcgNodeError, NotFoundError
 from dicom_ecg_node.services.ingest import IngestService
 
 logger = logging.getLogger("dicom_ecg_node.maintenance")
@@ -309,3 +310,18 @@ def node_session(config: NodeConfig) -> Iterator[ReindexReport | None]:
         yield report
     finally:
         marker.unlink(missing_ok=True)
+
+
+def locate_instance(config: NodeConfig, sop_instance_uid: str) -> Path:
+    """The archived file of an instance the node holds.
+
+    Raises
+    ------
+    NotFoundError
+        The catalog has no such SOP Instance UID.
+    """
+    with open_catalog(config) as catalog:
+        entry = catalog.find_instance_file(sop_instance_uid)
+    if entry is None:
+        raise NotFoundError(f"SOP Instance UID {sop_instance_uid} is not in the catalog")
+    return Path(config.data_dir) / entry.path
