@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -19,10 +20,11 @@ def configure_logging(level: str) -> None:
     """Log to stderr with UTC timestamps; pynetdicom's own chatter only from WARNING up."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
-    logging.Formatter.converter = __import__("time").gmtime
+    logging.Formatter.converter = time.gmtime
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 

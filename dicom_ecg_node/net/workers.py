@@ -72,7 +72,8 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
 def _worker_main(config: NodeConfig, index: int) -> None:
     _die_with_parent()
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
-                        format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+                        format=f"%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s[w{index}]: %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S")
     logging.Formatter.converter = time.gmtime
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     stop = threading.Event()
