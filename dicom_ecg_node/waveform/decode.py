@@ -27,6 +27,10 @@ Time (PS3.3 C.12.1.1.8 Timezone Offset From UTC, PS3.5 6.2 DT)
     The zone is the UTC offset carried by Acquisition DateTime, else Timezone Offset From UTC (0008,0201), else
     ``default_zone`` (a tzinfo or an IANA name; ``None`` means UTC). Without Acquisition DateTime we fall back to
     Acquisition Date + Time, Content Date + Time, then Study Date + Time, with a warning.
+Reading (speed without a second meaning)
+    Bytes and paths are read by :mod:`dicom_ecg_node.waveform._fastread`, which keeps only the elements decoded
+    here; a Dataset's sequences still held as raw bytes are read by it too. Whatever it does not reproduce
+    exactly goes to pydicom, and both feed the same value readers, so the Recording does not depend on the reader.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
+import zlib
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -41,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian
@@ -49,6 +56,7 @@ from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._access import number, sequence, text
 from dicom_ecg_node.waveform._annotations import coded, first_item, parse_annotations
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset, resolve_zone
+from dicom_ecg_node.waveform._fastread import FastItem, Unsupported, read_file, read_sequence_value
 from dicom_ecg_node.waveform._g711 import ALAW_TO_LINEAR16, MULAW_TO_LINEAR16
 from dicom_ecg_node.waveform.model import Channel, MultiplexGroup, Recording, Synchronization
 from dicom_ecg_node.waveform.sopclass import iod_violations
@@ -67,6 +75,22 @@ _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 Source = Dataset | str | os.PathLike[str] | bytes | bytearray | memoryview
 
+# Tags of the keywords read for every channel and group, looked up once (tag_for_keyword per call adds up).
+_TAGS: dict[str, int] = {
+    "ChannelBaseline": 0x003A0213, "ChannelDefinitionSequence": 0x003A0200, "ChannelLabel": 0x003A0203,
+    "ChannelSampleSkew": 0x003A0215, "ChannelSensitivity": 0x003A0210, "ChannelSensitivityCorrectionFactor": 0x003A0212,
+    "ChannelTimeSkew": 0x003A0214, "FilterHighFrequency": 0x003A0221, "FilterLowFrequency": 0x003A0220,
+    "NotchFilterFrequency": 0x003A0222, "WaveformBitsStored": 0x003A021A, "MultiplexGroupLabel": 0x003A0020,
+    "MultiplexGroupTimeOffset": 0x00181068, "NumberOfWaveformChannels": 0x003A0005,
+    "NumberOfWaveformSamples": 0x003A0010, "SamplingFrequency": 0x003A001A, "WaveformBitsAllocated": 0x54001004,
+    "WaveformSampleInterpretation": 0x54001006, "WaveformPaddingValue": 0x5400100A, "WaveformData": 0x54001010,
+}
+
+# What pydicom raises when it meets malformed bytes while converting lazily (struct.error, zlib.error: truncated
+# or corrupt encodings; OSError: "No tag to read"; ValueError: a DS/IS that is not a number...).
+_LAZY_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, OverflowError, struct.error,
+                     zlib.error, NotImplementedError)
+
 
 def read_dataset(source: Source) -> Dataset:
     """Turn a decoder source into a pydicom Dataset.
@@ -84,28 +108,48 @@ def read_dataset(source: Source) -> Dataset:
     """
     if isinstance(source, Dataset):
         return source
-    try:
-        if isinstance(source, bytes | bytearray | memoryview):
-            data = bytes(source)
-            try:
-                return pydicom.dcmread(io.BytesIO(data))
-            except InvalidDicomError:
-                ds = pydicom.dcmread(io.BytesIO(data), force=True)
-                # force=True reads anything; only accept what looks like a composite object.
-                if "SOPClassUID" not in ds and "WaveformSequence" not in ds:
-                    raise InvalidDicomError("no preamble, no file meta and no SOP Class UID") from None
-                return ds
-        if isinstance(source, str | os.PathLike):
-            # One read into memory, then parse: pydicom's many small tell()/read() calls are cheaper on BytesIO.
+    return _parse(_source_bytes(source), isinstance(source, str | os.PathLike))
+
+
+def _source_bytes(source: Source) -> bytes:
+    """The bytes of a path or bytes-like source."""
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, str | os.PathLike):
+        try:
+            # One read into memory, then parse: cheaper than many small reads from a file.
             with open(os.fspath(source), "rb") as fh:
-                data = fh.read()
-            return pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        raise WaveformError(f"cannot read a DICOM dataset: {exc}") from exc
+                return fh.read()
+        except OSError as exc:
+            raise WaveformError(f"cannot read a DICOM dataset: {exc}") from exc
     raise WaveformError(f"unsupported source type {type(source).__name__}")
 
 
-def _is_big_endian(ds: Dataset) -> bool:
+def _parse(data: bytes, from_path: bool) -> Dataset:
+    """The bytes of a DICOM file as a pydicom Dataset.
+
+    Bytes handed over (not read from a path) may lack preamble and file meta when pydicom can still read them.
+    """
+    try:
+        if from_path:
+            return pydicom.dcmread(io.BytesIO(data))
+        try:
+            return pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            # force=True reads anything; only accept what looks like a composite object.
+            if "SOPClassUID" not in ds and "WaveformSequence" not in ds:
+                raise InvalidDicomError("no preamble, no file meta and no SOP Class UID") from None
+            return ds
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise WaveformError(f"cannot read a DICOM dataset: {exc}") from exc
+
+
+def _is_big_endian(ds: Dataset | FastItem) -> bool:
+    if type(ds) is FastItem:
+        return not ds.little
     # The bytes of OB/OW values are as read from the file, so the encoding used to read it decides.
     encoding = getattr(ds, "original_encoding", (None, None))
     if encoding and encoding[1] is not None:
@@ -114,7 +158,17 @@ def _is_big_endian(ds: Dataset) -> bool:
     return bool(meta is not None and meta.get("TransferSyntaxUID") == ExplicitVRBigEndian)
 
 
+def _get(ds: Dataset | FastItem, keyword: str) -> Any:
+    """``Dataset.get(keyword)`` for either reader."""
+    if type(ds) is FastItem:
+        return ds.get(_tag(keyword))
+    return ds.get(keyword)
+
+
 def _tag(keyword: str) -> int:
+    known = _TAGS.get(keyword)
+    if known is not None:
+        return known
     tag = tag_for_keyword(keyword)
     if tag is None:  # a programming error in this module, not a property of the data
         raise KeyError(keyword)
@@ -128,7 +182,7 @@ def _float(value: Any, keyword: str, group: int | None) -> float:
         raise WaveformError(f"not a number: {value!r}", attribute=keyword, group=group) from exc
 
 
-def _opt_float(item: Dataset, keyword: str, group: int | None, default: float | None) -> float | None:
+def _opt_float(item: Dataset | FastItem, keyword: str, group: int | None, default: float | None) -> float | None:
     try:
         value = number(item, _tag(keyword))
         return default if value is None else float(value)
@@ -136,12 +190,12 @@ def _opt_float(item: Dataset, keyword: str, group: int | None, default: float | 
         raise WaveformError(f"not a number: {exc}", attribute=keyword, group=group) from exc
 
 
-def _opt_int(item: Dataset, keyword: str, group: int | None) -> int | None:
+def _opt_int(item: Dataset | FastItem, keyword: str, group: int | None) -> int | None:
     value = _opt_float(item, keyword, group, None)
     return None if value is None else int(value)
 
 
-def _str(ds: Dataset, keyword: str) -> str | None:
+def _str(ds: Dataset | FastItem, keyword: str) -> str | None:
     return text(ds, _tag(keyword))
 
 
@@ -153,8 +207,8 @@ def _le_bytes(data: bytes, vr: str, big_endian: bool) -> bytes:
     return data
 
 
-def _padding(item: Dataset, dtype: str, vr: str, big_endian: bool, group: int) -> int | None:
-    elem = item.get("WaveformPaddingValue")
+def _padding(item: Dataset | FastItem, dtype: str, vr: str, big_endian: bool, group: int) -> int | None:
+    elem = _get(item, "WaveformPaddingValue")
     if elem is None or elem == b"" or elem == "":
         return None
     if isinstance(elem, int):  # datasets built in memory may carry the integer itself
@@ -167,7 +221,7 @@ def _padding(item: Dataset, dtype: str, vr: str, big_endian: bool, group: int) -
     return int(np.frombuffer(raw[:size], dtype=dtype)[0])
 
 
-def _channel(item: Dataset, index: int, group: int, fs: float, bits_allocated: int,
+def _channel(item: Dataset | FastItem, index: int, group: int, fs: float, bits_allocated: int,
              warnings: list[str]) -> Channel:
     where = f"Waveform Sequence item {group} channel {index + 1}"
     source = coded(first_item(item, "ChannelSourceSequence"))
@@ -202,7 +256,18 @@ def _channel(item: Dataset, index: int, group: int, fs: float, bits_allocated: i
     )
 
 
-def _decode_group(item: Dataset, index: int, big_endian: bool, start: datetime | None,
+def _waveform_data(item: Dataset | FastItem, tag: int) -> tuple[str, Any]:
+    """(VR, value) of Waveform Data, the VR as pydicom would settle it."""
+    if type(item) is FastItem:
+        vr, value = item.elements[tag]
+        if not item.implicit and vr not in ("OB", "OW"):
+            raise Unsupported(f"Waveform Data sent as {vr}")  # pydicom re-derives the VR; let it
+        return vr, value
+    elem = item[tag]  # type: ignore[index]
+    return elem.VR, elem.value
+
+
+def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start: datetime | None,
                   warnings: list[str]) -> MultiplexGroup:
     def fail(message: str, attribute: str) -> WaveformError:
         return WaveformError(message, attribute=attribute, group=index)
@@ -231,11 +296,10 @@ def _decode_group(item: Dataset, index: int, big_endian: bool, start: datetime |
     data_tag = _tag("WaveformData")
     if data_tag not in item:
         raise fail("absent", "WaveformData")
-    data_elem = item[data_tag]
-    data = data_elem.value
+    data_vr, data = _waveform_data(item, data_tag)
     if data is None or len(data) == 0:
         raise fail("empty", "WaveformData")
-    vr = data_elem.VR if data_elem.VR in ("OB", "OW") else "OW"
+    vr = data_vr if data_vr in ("OB", "OW") else "OW"
     size = bits_allocated // 8
     if big_endian and vr == "OB" and size > 1:
         raise fail(f"OB with {bits_allocated}-bit samples in a big endian object: byte order unknown",
@@ -334,7 +398,7 @@ def _decode_group(item: Dataset, index: int, big_endian: bool, start: datetime |
     )
 
 
-def _acquisition_time(ds: Dataset, default_zone: tzinfo | str | None, warnings: list[str]
+def _acquisition_time(ds: Dataset | FastItem, default_zone: tzinfo | str | None, warnings: list[str]
                       ) -> tuple[datetime | None, str | None, str | None, str | None]:
     """(aware datetime, raw string, zone source, source attribute) per the module docstring's rules."""
     naive: datetime | None = None
@@ -342,7 +406,7 @@ def _acquisition_time(ds: Dataset, default_zone: tzinfo | str | None, warnings: 
     zone_source: str | None = None
     raw: str | None = None
     attribute: str | None = None
-    dt_value = ds.get("AcquisitionDateTime")
+    dt_value = _get(ds, "AcquisitionDateTime")
     if dt_value not in (None, ""):
         raw = getattr(dt_value, "original_string", None) or str(dt_value)
         try:
@@ -358,7 +422,7 @@ def _acquisition_time(ds: Dataset, default_zone: tzinfo | str | None, warnings: 
     if naive is None:
         for date_kw, time_kw in (("AcquisitionDate", "AcquisitionTime"), ("ContentDate", "ContentTime"),
                                  ("StudyDate", "StudyTime")):
-            date, time = ds.get(date_kw), ds.get(time_kw)
+            date, time = _get(ds, date_kw), _get(ds, time_kw)
             if date in (None, "") or time in (None, ""):
                 continue
             date_s = getattr(date, "original_string", None) or str(date)
@@ -372,7 +436,7 @@ def _acquisition_time(ds: Dataset, default_zone: tzinfo | str | None, warnings: 
             attribute = f"{date_kw}+{time_kw}"
             warnings.append(f"AcquisitionDateTime absent: acquisition time taken from {date_kw} and {time_kw}")
             break
-    tz_value = ds.get("TimezoneOffsetFromUTC")
+    tz_value = _get(ds, "TimezoneOffsetFromUTC")
     tz_offset = None
     if tz_value not in (None, ""):
         try:
@@ -399,18 +463,18 @@ def _acquisition_time(ds: Dataset, default_zone: tzinfo | str | None, warnings: 
     return aware, raw, "default", attribute
 
 
-def _check_uids(ds: Dataset, warnings: list[str]) -> None:
+def _check_uids(ds: Dataset | FastItem, warnings: list[str]) -> None:
     for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
         value = _str(ds, keyword)
         if value is None:
-            if keyword != "SOPClassUID" or "SOPClassUID" not in ds:
+            if keyword != "SOPClassUID" or _tag("SOPClassUID") not in ds:
                 warnings.append(f"{keyword} absent")
             continue
         if len(value) > 64 or not _UID_RE.match(value):
             warnings.append(f"{keyword} {value!r} is not a valid UID (PS3.5 9.1)")
 
 
-def _synchronization(ds: Dataset) -> Synchronization | None:
+def _synchronization(ds: Dataset | FastItem) -> Synchronization | None:
     # PS3.3 C.7.4.2 Synchronization Module.
     values = {
         "frame_of_reference_uid": _str(ds, "SynchronizationFrameOfReferenceUID"),
@@ -447,12 +511,51 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
     WaveformError
         The object cannot be decoded faithfully; the message names the attribute and the group.
     """
-    ds = read_dataset(source)
+    try:
+        if isinstance(source, Dataset):
+            return _decode_dataset(source, default_zone)
+        data = _source_bytes(source)
+        try:
+            return _decode(read_file(data), default_zone, fast_sequences=False)
+        except Unsupported:
+            pass  # something the fast reader leaves to pydicom (see _fastread); same rules, same result
+        return _decode_dataset(_parse(data, isinstance(source, str | os.PathLike)), default_zone)
+    except _LAZY_READ_ERRORS as exc:
+        # pydicom reads sequence items and converts values on first access, so a malformed object can fail deep
+        # inside the decoding (a truncated item, a number that is not one): still a refusal, not a crash.
+        raise WaveformError(f"cannot read a DICOM dataset: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_dataset(ds: Dataset, default_zone: tzinfo | str | None) -> Recording:
+    try:
+        return _decode(ds, default_zone, fast_sequences=True)
+    except Unsupported:
+        return _decode(ds, default_zone, fast_sequences=False)
+
+
+def _sequence_items(ds: Dataset | FastItem, keyword: str, fast: bool) -> list[Any]:
+    """Items of a sequence, read by the fast reader when ``fast`` and a Dataset still holds it as bytes.
+
+    Turning sequence items into pydicom datasets costs most of the decoding time; a defined-length sequence
+    still raw in a Dataset (as pydicom leaves it until first access) is read from its bytes instead.
+    """
+    tag = _tag(keyword)
+    if fast and type(ds) is not FastItem:
+        raw = ds._dict.get(tag)  # type: ignore[union-attr]
+        if (isinstance(raw, RawDataElement) and raw.value and raw.VR in (None, "SQ")
+                and raw.length != 0xFFFFFFFF):
+            # The encoding pydicom's Dataset.__getitem__ hands down to the items it reads.
+            encoding = ds.original_character_set or ds._character_set  # type: ignore[union-attr]
+            return read_sequence_value(raw.value, raw.is_implicit_VR, raw.is_little_endian, encoding)
+    return sequence(ds, tag)
+
+
+def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_sequences: bool) -> Recording:
     warnings: list[str] = []
     big_endian = _is_big_endian(ds)
     if _tag("WaveformSequence") not in ds:
         raise WaveformError("absent: not a waveform object", attribute="WaveformSequence")
-    items = sequence(ds, _tag("WaveformSequence"))
+    items = _sequence_items(ds, "WaveformSequence", fast_sequences)
     if not items:
         raise WaveformError("empty", attribute="WaveformSequence")
 
@@ -460,15 +563,14 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
     groups = [_decode_group(item, i, big_endian, start, warnings) for i, item in enumerate(items)]
 
     measurements, statements, fiducials, annotation_warnings = parse_annotations(
-        sequence(ds, _tag("WaveformAnnotationSequence")))
+        _sequence_items(ds, "WaveformAnnotationSequence", fast_sequences))
     warnings.extend(annotation_warnings)
     _check_uids(ds, warnings)
     warnings.extend(iod_violations(
         _str(ds, "SOPClassUID"), _str(ds, "Modality"),
         [(g.n_channels, g.sampling_frequency, g.interpretation, g.n_samples) for g in groups]))
 
-    meta = getattr(ds, "file_meta", None)
-    patient_name = ds.get("PatientName")
+    patient_name = _get(ds, "PatientName")
     return Recording(
         sop_class_uid=_str(ds, "SOPClassUID"),
         sop_instance_uid=_str(ds, "SOPInstanceUID"),
@@ -492,6 +594,12 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
         device_serial_number=_str(ds, "DeviceSerialNumber"),
         time_source_attribute=time_attribute,
         fiducials=fiducials,
-        transfer_syntax_uid=str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta
-        else None,
+        transfer_syntax_uid=_transfer_syntax(ds),
     )
+
+
+def _transfer_syntax(ds: Dataset | FastItem) -> str | None:
+    if type(ds) is FastItem:
+        return ds.transfer_syntax_uid
+    meta = getattr(ds, "file_meta", None)
+    return str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else None

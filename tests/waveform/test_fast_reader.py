@@ -1,0 +1,292 @@
+"""The fast byte-stream reader gives the same Recording as pydicom, and refuses broken bytes cleanly.
+
+Every comparison decodes one object three ways: from bytes (fast reader), from a pydicom Dataset whose sequences
+are still raw (fast sequence reader under a pydicom top level) and through pydicom alone (the decoder as it was
+before the fast reader), then compares every field of the Recordings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import io
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from helpers import all_samples, dcmfx
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from test_decode_built import VALUES, channel, group, recording, ss_group, to_file_bytes
+
+from dicom_ecg_node.waveform import WaveformError, decode
+from dicom_ecg_node.waveform._fastread import KEEP_SEQUENCES, KEEP_VALUES, Unsupported, read_file
+from dicom_ecg_node.waveform.model import MultiplexGroup, Recording
+from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
+
+# The package exports the function decode under the module's name, hence importlib.
+decode_module = importlib.import_module("dicom_ecg_node.waveform.decode")
+
+SYNTAXES = ["implicit", "explicit", "big", "deflated"]
+DCMFX = ["ecg_12_lead_anon.dcm", "waveform_ecg_synthetic_12_lead.dcm", "waveform_ecg_synthetic_multi_group.dcm"]
+
+
+def _pydicom_only(data: bytes) -> Recording:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(data))
+    return decode_module._decode(ds, None, fast_sequences=False)
+
+
+def _dataset(data: bytes) -> Recording:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(data))
+    return decode(ds)
+
+
+def _same_group(a: MultiplexGroup, b: MultiplexGroup) -> None:
+    for f in dataclasses.fields(MultiplexGroup):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape, f.name
+            np.testing.assert_array_equal(x, y, err_msg=f.name)  # NaN positions must agree too
+        else:
+            assert repr(x) == repr(y), f.name  # repr: NaN-safe, type-sensitive
+
+
+def assert_same(a: Recording, b: Recording) -> None:
+    """Every field of two Recordings equal (arrays by value and dtype)."""
+    for f in dataclasses.fields(Recording):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "groups":
+            assert len(x) == len(y)
+            for gx, gy in zip(x, y, strict=True):
+                _same_group(gx, gy)
+        else:
+            assert repr(x) == repr(y), f.name
+
+
+def assert_three_ways(data: bytes) -> Recording:
+    rec = decode(data)
+    assert_same(rec, _pydicom_only(data))
+    assert_same(rec, _dataset(data))
+    return rec
+
+
+@pytest.mark.parametrize("path", all_samples(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sample_files_fast_equals_pydicom(path: Path) -> None:
+    data = path.read_bytes()
+    read_file(data)  # the fast reader handles every shipped sample itself (no fallback)
+    assert_three_ways(data)
+    assert_same(decode(path), decode(data))
+
+
+@pytest.mark.parametrize("name", DCMFX)
+def test_dcmfx_files_fast_equals_pydicom(name: str) -> None:
+    data = dcmfx(name).read_bytes()
+    read_file(data)
+    assert_three_ways(data)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("interpretation", ["SS", "SL"])
+def test_synthetic_every_transfer_syntax(syntax: str, interpretation: str) -> None:
+    ds = synthesize_ecg(transfer_syntax=syntax, include_median=interpretation == "SS",
+                        sample_interpretation=interpretation, seed=7)
+    data = ecg_to_bytes(ds)
+    item = read_file(data)
+    assert item.transfer_syntax_uid == str(ds.file_meta.TransferSyntaxUID)
+    rec = assert_three_ways(data)
+    assert rec.measurements and rec.groups
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+                                ExplicitVRBigEndian])
+def test_undefined_length_sequences_and_items(ts: str) -> None:
+    ds = synthesize_ecg(seed=3, include_median=True)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+    def undefined(d: pydicom.Dataset) -> None:
+        for elem in d:
+            if elem.VR == "SQ":
+                elem.is_undefined_length = True
+                for item in elem.value:
+                    item.is_undefined_length_sequence_item = True
+                    undefined(item)
+
+    undefined(ds)
+    if ts == ExplicitVRBigEndian:  # keep Waveform Data meaningful: swap OW words as a big endian writer does
+        for item in ds.WaveformSequence:
+            item.WaveformData = np.frombuffer(item.WaveformData, "<u2").astype(">u2").tobytes()
+    data = to_file_bytes(ds, ts)
+    assert ts == DeflatedExplicitVRLittleEndian or b"\xff\xff\xff\xff" in data
+    read_file(data)
+    assert_three_ways(data)
+
+
+@pytest.mark.parametrize(("charset", "name", "label"), [
+    ("ISO_IR 100", "Müller^Jürgen", "Ableitung Ä"),
+    ("ISO_IR 192", "Ωμέγα^Ζήτα", "导联 I"),
+    (None, "Plain^Ascii", "Lead I"),
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎", "Lead I"),
+    ("ISO_IR 144", "Иванов^Пётр", "Отведение I"),
+])
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_specific_character_sets(charset, name: str, label: str, ts: str) -> None:
+    chans = [channel(label), channel("B"), channel("C")]
+    ds = recording(ss_group(VALUES, channels=chans))
+    if charset is not None:
+        ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.Manufacturer = name.split("^")[0]
+    ds.WaveformSequence[0].ChannelDefinitionSequence[1].ChannelLabel = "bé" if charset == "ISO_IR 100" else "B"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = to_file_bytes(ds, ts)
+    rec = assert_three_ways(data)
+    if charset in ("ISO_IR 100", "ISO_IR 192", "ISO_IR 144"):
+        assert rec.patient_name == name
+        assert rec.groups[0].channels[0].label == label
+
+
+def test_item_character_set_overrides_the_dataset() -> None:
+    ds = recording(ss_group(VALUES, channels=[channel("Ä"), channel("B"), channel("C")]))
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.WaveformSequence[0].SpecificCharacterSet = "ISO_IR 192"
+    data = to_file_bytes(ds, ExplicitVRLittleEndian)
+    assert_three_ways(data)
+
+
+def test_built_datasets_in_every_syntax() -> None:
+    chans = [channel("I", sensitivity="2.5", correction="0.98", baseline="-10", sample_skew="1"),
+             channel("II", units="mV", time_skew="0.001"), channel("III", bits_stored=12)]
+    for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+        ds = recording(ss_group(VALUES, channels=chans, padding=b"\x00\x80", offset_ms="12.5"),
+                       group(VALUES[:, :1].astype("i1").tobytes(), 4, [channel("A", bits_stored=8)],
+                             interpretation="SB", bits=8, vr="OB"), tz="+0100")
+        assert_three_ways(to_file_bytes(ds, ts))
+
+
+def test_dataset_with_sequences_already_converted_uses_pydicom() -> None:
+    data = ecg_to_bytes(synthesize_ecg(seed=1))
+    ds = pydicom.dcmread(io.BytesIO(data))
+    _ = ds.WaveformSequence[0].ChannelDefinitionSequence  # converted: the decoder reads the pydicom items
+    assert_same(decode(ds), decode(data))
+
+
+def test_keep_tables_match_the_dictionary() -> None:
+    for tag in KEEP_SEQUENCES:
+        assert dictionary_VR(tag) == "SQ"
+    for tag in KEEP_VALUES:
+        assert dictionary_VR(tag) != "SQ"
+    for keyword, tag in decode_module._TAGS.items():
+        assert tag_for_keyword(keyword) == tag
+        assert tag in KEEP_VALUES or tag in KEEP_SEQUENCES, keyword
+
+
+# ---- fallbacks: what the fast reader leaves to pydicom gives the same result ------------------------------------
+
+def test_bytes_without_preamble_fall_back() -> None:
+    data = to_file_bytes(recording(ss_group(VALUES)), ExplicitVRLittleEndian)[128 + 4:]
+    with pytest.raises(Unsupported):
+        read_file(data)
+    np.testing.assert_array_equal(decode(data).groups[0].raw, VALUES)
+
+
+def test_undefined_length_non_sequence_falls_back() -> None:
+    ds = recording(ss_group(VALUES))
+    ds.add_new(0x00091010, "UN", b"\x01\x02")
+    data = bytearray(to_file_bytes(ds, ExplicitVRLittleEndian))
+    # Turn the private UN element into an undefined-length one closed by a Sequence Delimitation Item.
+    header = struct.pack("<HH2sHL", 0x0009, 0x1010, b"UN", 0, 2)
+    i = data.index(header)
+    data[i:i + 14] = struct.pack("<HH2sHL", 0x0009, 0x1010, b"OB", 0, 0xFFFFFFFF) + struct.pack(
+        "<HHL", 0xFFFE, 0xE000, 2) + b"\x01\x02" + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    with pytest.raises(Unsupported, match="undefined length"):
+        read_file(bytes(data))
+    assert_same(decode(bytes(data)), _pydicom_only(bytes(data)))
+
+
+def test_other_transfer_syntax_falls_back() -> None:
+    data = to_file_bytes(recording(ss_group(VALUES)), ExplicitVRLittleEndian)
+    # RLE Lossless (same length as Explicit VR Little Endian): pydicom reads its dataset as explicit VR LE.
+    jpeg = data.replace(b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.5\x00")
+    with pytest.raises(Unsupported, match="transfer syntax"):
+        read_file(jpeg)
+    assert_same(decode(jpeg), _pydicom_only(jpeg))
+
+
+def test_waveform_data_sent_as_un_falls_back() -> None:
+    ds = recording(ss_group(VALUES))
+    ds.WaveformSequence[0][0x54001010].VR = "UN"
+    data = to_file_bytes(ds, ExplicitVRLittleEndian)
+    assert_same(decode(data), _pydicom_only(data))
+
+
+# ---- malformed bytes: a WaveformError, never a hang or an IndexError ----------------------------------------------
+
+def _file() -> bytes:
+    return ecg_to_bytes(synthesize_ecg(seed=5, include_median=True, duration_s=2.0))
+
+
+def _decode_or_refuse(data: bytes) -> None:
+    with contextlib.suppress(WaveformError):
+        decode(data)
+
+
+def test_truncated_anywhere_is_refused_or_decoded_never_crashes() -> None:
+    data = _file()
+    for cut in range(0, len(data), 97):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _decode_or_refuse(data[:cut])
+    with pytest.raises(WaveformError):
+        decode(data[:-3])  # Waveform Data cut short: its length no longer fits the channels x samples
+
+
+@pytest.mark.parametrize("delta", [1, 2, 0x100, 0x7FFF0000])
+def test_lengths_past_the_end_or_odd_are_refused_or_decoded(delta: int) -> None:
+    data = _file()
+    # Every element header of the top level and the Waveform Sequence items, lengthened by delta.
+    rng = np.random.default_rng(0)
+    explicit_short = [i for i in range(132, len(data) - 8) if data[i + 4:i + 6] in (b"DS", b"LO", b"CS", b"US",
+                                                                                    b"SH", b"UI", b"IS")]
+    for i in rng.choice(explicit_short, size=40, replace=False):
+        broken = bytearray(data)
+        (length,) = struct.unpack_from("<H", broken, i + 6)
+        struct.pack_into("<H", broken, i + 6, (length + delta) & 0xFFFF)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _decode_or_refuse(bytes(broken))
+    for tag in (b"\xe0\x7f\x10\x00", b"\x00\x54\x10\x10", b"\x00\x54\x00\x01", b"\x3a\x00\x00\x02"):
+        i = data.find(tag)
+        if i < 0 or data[i + 4:i + 6] not in (b"OW", b"SQ", b"OB"):
+            continue
+        broken = bytearray(data)
+        (length,) = struct.unpack_from("<L", broken, i + 8)
+        struct.pack_into("<L", broken, i + 8, (length + delta) & 0xFFFFFFFF)
+        _decode_or_refuse(bytes(broken))
+
+
+def test_fast_reader_raises_only_unsupported_on_garbage() -> None:
+    data = _file()
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        broken = bytearray(data)
+        for pos in rng.integers(132, len(data), size=3):
+            broken[pos] = int(rng.integers(0, 256))
+        with contextlib.suppress(Unsupported):
+            read_file(bytes(broken))
+    for cut in range(132, 2000, 7):
+        with contextlib.suppress(Unsupported):
+            read_file(data[:cut])
