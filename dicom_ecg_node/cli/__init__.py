@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "quarantine": "admin:quarantine",
     "conflicts": "admin:conflicts",
     "stats": "admin:stats",
+    "render": "render:render",
 }
 
 
