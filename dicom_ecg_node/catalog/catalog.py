@@ -29,7 +29,7 @@ from dicom_ecg_node.catalog.models import Models, build_models, normalize_person
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _WRITE_ATTEMPTS = 5
 
 
@@ -305,8 +305,90 @@ def _migrate_v1(models: Models, db: pw.Database) -> None:
     db.create_tables([m for m in models.all() if m is not models.SchemaVersion], safe=True)
 
 
-#: version → step. A version 2 adds ``2: _migrate_v2`` (e.g. ``playhouse.migrate`` add_column calls).
-MIGRATIONS: dict[int, Callable[[Models, pw.Database], None]] = {1: _migrate_v1}
+def _migrate_v2(models: Models, db: pw.Database) -> None:
+    """Version 2: the AE registry (``remote_ae``), where C-MOVE destinations are looked up."""
+    db.create_tables([models.RemoteAE], safe=True)
+
+
+#: version → step (e.g. ``playhouse.migrate`` add_column calls). Version 3 is reserved for the query engine.
+MIGRATIONS: dict[int, Callable[[Models, pw.Database], None]] = {1: _migrate_v1, 2: _migrate_v2}
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertSQL:
+    """Parameterised SQL of the store path, written once per catalog.
+
+    Peewee regenerates a statement's SQL on every call, which cost about half of each instance's catalog time;
+    these statements are the same for every instance, so their text is built once and only values are bound.
+    """
+
+    select_instance: str
+    select_patient: str
+    insert_patient: str
+    select_study: str
+    insert_study: str
+    select_series: str
+    insert_series: str
+    insert_instance: str
+    instance_columns: tuple[str, ...]
+    groups_table: str
+    measurements_table: str
+    param: str
+
+    @classmethod
+    def build(cls, m: Models, db: pw.Database, sqlite: bool) -> _InsertSQL:
+        """Write the statements for ``m``'s tables in ``db``'s dialect."""
+        p = db.param
+
+        def q(name: str) -> str:  # a standard SQL quoted identifier, the same on SQLite and PostgreSQL
+            return '"' + name.replace('"', '""') + '"'
+
+        def t(model: Any) -> str:
+            return q(model._meta.table_name)
+
+        def insert_ignore(model: Any, columns: list[str]) -> str:
+            cols = ", ".join(q(c) for c in columns)
+            return (f"INSERT INTO {t(model)} ({cols}) VALUES ({', '.join([p] * len(columns))}) "
+                    "ON CONFLICT DO NOTHING")
+
+        instance_columns = tuple(f.column_name for f in m.Instance._meta.sorted_fields if f.name != "id")
+        # Keys of _instance_values are field names; "series" is the only one whose column name differs.
+        insert_instance = (f"INSERT INTO {t(m.Instance)} ({', '.join(q(c) for c in instance_columns)}) "
+                           f"VALUES ({', '.join([p] * len(instance_columns))})" + ("" if sqlite else " RETURNING id"))
+        # PostgreSQL: lock an existing row so that two concurrent replaces of one UID serialise.
+        lock = "" if sqlite else " FOR UPDATE"
+        return cls(
+            select_instance=f"SELECT id, sha256, path FROM {t(m.Instance)} WHERE sop_instance_uid = {p}{lock}",
+            select_patient=(f"SELECT id, patient_name, patient_name_norm, birth_date, sex FROM {t(m.Patient)} "
+                            f"WHERE patient_id = {p} AND issuer = {p}"),
+            insert_patient=insert_ignore(m.Patient, ["patient_id", "issuer", "patient_name", "patient_name_norm",
+                                                     "birth_date", "sex", "generated_id", "created_at"]),
+            select_study=f"SELECT id FROM {t(m.Study)} WHERE study_instance_uid = {p}",
+            insert_study=insert_ignore(m.Study, [
+                "study_instance_uid", "patient_id", "study_date", "study_time", "accession_number", "study_id",
+                "study_description", "referring_physician_name", "referring_physician_name_norm", "created_at"]),
+            select_series=f"SELECT id FROM {t(m.Series)} WHERE series_instance_uid = {p}",
+            insert_series=insert_ignore(m.Series, [
+                "series_instance_uid", "study_id", "modality", "series_number", "series_description",
+                "series_date", "series_time", "created_at"]),
+            insert_instance=insert_instance,
+            instance_columns=tuple("series" if c == "series_id" else c for c in instance_columns),
+            groups_table=t(m.WaveformGroup),
+            measurements_table=t(m.CartMeasurement),
+            param=p,
+        )
+
+    def insert_groups(self, n: int) -> str:
+        """A multi-row insert of ``n`` waveform group summaries."""
+        row = "(" + ", ".join([self.param] * 10) + ")"
+        return (f"INSERT INTO {self.groups_table} (instance_id, group_index, label, sampling_frequency, n_samples, "
+                f"n_channels, leads, duration_s, interpretation, bits_allocated) VALUES {', '.join([row] * n)}")
+
+    def insert_measurements(self, n: int) -> str:
+        """A multi-row insert of ``n`` cart measurements."""
+        row = "(" + ", ".join([self.param] * 6) + ")"
+        return (f"INSERT INTO {self.measurements_table} (instance_id, code_value, coding_scheme, code_meaning, "
+                f"value, units) VALUES {', '.join([row] * n)}")
 
 
 class Catalog:
@@ -331,6 +413,7 @@ class Catalog:
         # Queues this process's writers on SQLite; PostgreSQL needs no process-side lock.
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else contextlib.nullcontext())
+        self._insert_sql: _InsertSQL | None = None
 
     @classmethod
     def open(cls, url: str) -> Catalog:
@@ -446,88 +529,112 @@ class Catalog:
                 raise
         raise CatalogError(f"catalog write for {record.sop_instance_uid} kept conflicting: {last}") from last
 
+    def _sql(self) -> _InsertSQL:
+        """The hot path's SQL text, built once per catalog (peewee would regenerate it on every call)."""
+        if self._insert_sql is None:
+            self._insert_sql = _InsertSQL.build(self.models, self.db, self.sqlite)
+        return self._insert_sql
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return self.db.execute_sql(sql, params).fetchone()
+
+    def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int:
+        cursor = self.db.execute_sql(sql, params)
+        # SQLite reports the new rowid on the cursor; PostgreSQL answers the statement's RETURNING id.
+        return int(cursor.lastrowid if self.sqlite else cursor.fetchone()[0])
+
     def _add(self, rec: InstanceRecord, replace: bool) -> AddResult:
-        m = self.models
-        query = m.Instance.select().where(m.Instance.sop_instance_uid == rec.sop_instance_uid)
-        if not self.sqlite:
-            query = query.for_update()  # serialise concurrent replaces of one UID
-        existing = query.first()
+        q = self._sql()
+        existing = self._one(q.select_instance, (rec.sop_instance_uid,))
         if existing is not None:
-            if existing.sha256 == rec.sha256:
-                return AddResult("duplicate", existing.path, existing.sha256)
+            existing_id, existing_sha, existing_path = existing
+            if existing_sha == rec.sha256:
+                return AddResult("duplicate", existing_path, existing_sha)
             if not replace:
-                return AddResult("conflict", existing.path, existing.sha256)
-        patient, conflicts = self._patient(rec)
-        study = self._study(rec, patient)
-        series = self._series(rec, study)
-        values = self._instance_values(rec, series)
+                return AddResult("conflict", existing_path, existing_sha)
+        patient_id, conflicts = self._patient(rec)
+        study_id = self._study(rec, patient_id)
+        series_id = self._series(rec, study_id)
+        values = self._instance_values(rec, series_id)
         if existing is not None:
-            previous = existing.path
-            m.Instance.update(**values).where(m.Instance.id == existing.id).execute()
-            m.WaveformGroup.delete().where(m.WaveformGroup.instance == existing.id).execute()
-            m.CartMeasurement.delete().where(m.CartMeasurement.instance == existing.id).execute()
-            instance_id = existing.id
+            previous = existing_path
+            m = self.models
+            m.Instance.update(**values).where(m.Instance.id == existing_id).execute()
+            m.WaveformGroup.delete().where(m.WaveformGroup.instance == existing_id).execute()
+            m.CartMeasurement.delete().where(m.CartMeasurement.instance == existing_id).execute()
+            instance_id = existing_id
         else:
             previous = None
-            instance_id = m.Instance.insert(**values).execute()
+            instance_id = self._insert_id(q.insert_instance, tuple(values[c] for c in q.instance_columns))
         if rec.groups:
-            m.WaveformGroup.insert_many([
-                {"instance": instance_id, "group_index": g.index, "label": g.label,
-                 "sampling_frequency": g.sampling_frequency, "n_samples": g.n_samples,
-                 "n_channels": g.n_channels, "leads": "\\".join(g.leads), "duration_s": g.duration_s,
-                 "interpretation": g.interpretation, "bits_allocated": g.bits_allocated}
-                for g in rec.groups]).execute()
+            self.db.execute_sql(q.insert_groups(len(rec.groups)), tuple(
+                v for g in rec.groups
+                for v in (instance_id, g.index, g.label, g.sampling_frequency, g.n_samples, g.n_channels,
+                          "\\".join(g.leads), g.duration_s, g.interpretation, g.bits_allocated)))
         if rec.measurements:
-            m.CartMeasurement.insert_many([
-                {"instance": instance_id, "code_value": c.code_value, "coding_scheme": c.coding_scheme,
-                 "code_meaning": c.code_meaning, "value": c.value, "units": c.units}
-                for c in rec.measurements]).execute()
+            self.db.execute_sql(q.insert_measurements(len(rec.measurements)), tuple(
+                v for c in rec.measurements
+                for v in (instance_id, c.code_value, c.coding_scheme, c.code_meaning, c.value, c.units)))
         if conflicts:
-            m.DemographicConflict.insert_many([
-                {"patient": patient.id, "sop_instance_uid": rec.sop_instance_uid, "attribute": attr,
+            self.models.DemographicConflict.insert_many([
+                {"patient": patient_id, "sop_instance_uid": rec.sop_instance_uid, "attribute": attr,
                  "stored_value": stored, "received_value": received, "sender_ae": rec.sender_ae,
                  "detected_at": _now()}
                 for attr, stored, received in conflicts]).execute()
         return AddResult("replaced" if previous else "stored", rec.path, rec.sha256, previous,
                          tuple(c[0] for c in conflicts))
 
-    def _patient(self, rec: InstanceRecord) -> tuple[Any, list[tuple[str, str | None, str | None]]]:
-        p, P = rec.patient, self.models.Patient  # noqa: N806
-        P.insert(patient_id=p.patient_id, issuer=p.issuer, patient_name=p.name,
-                 patient_name_norm=normalize_person_name(p.name), birth_date=p.birth_date, sex=p.sex,
-                 generated_id=p.generated_id, created_at=_now()).on_conflict_ignore().execute()
-        row = P.get((P.patient_id == p.patient_id) & (P.issuer == p.issuer))
+    def _patient(self, rec: InstanceRecord) -> tuple[int, list[tuple[str, str | None, str | None]]]:
+        p, q = rec.patient, self._sql()
+        key = (p.patient_id, p.issuer)
+        row = self._one(q.select_patient, key)
+        if row is None:
+            # ON CONFLICT DO NOTHING: a concurrent writer may create the same patient first; read back either way.
+            self.db.execute_sql(q.insert_patient, (p.patient_id, p.issuer, p.name, normalize_person_name(p.name),
+                                                   p.birth_date, p.sex, p.generated_id, _now()))
+            row = self._one(q.select_patient, key)
+            if row is None:
+                raise CatalogError(f"patient {p.patient_id!r} vanished during its insert")
+        patient_id, stored_name, stored_norm, stored_birth, stored_sex = row
         conflicts: list[tuple[str, str | None, str | None]] = []
         # Only a value present on both sides can conflict; case/padding differences in names do not count.
-        if p.name and row.patient_name and normalize_person_name(p.name) != row.patient_name_norm:
-            conflicts.append(("PatientName", row.patient_name, p.name))
-        if p.birth_date and row.birth_date and p.birth_date != row.birth_date:
-            conflicts.append(("PatientBirthDate", row.birth_date, p.birth_date))
-        if p.sex and row.sex and p.sex != row.sex:
-            conflicts.append(("PatientSex", row.sex, p.sex))
-        return row, conflicts
+        if p.name and stored_name and normalize_person_name(p.name) != stored_norm:
+            conflicts.append(("PatientName", stored_name, p.name))
+        if p.birth_date and stored_birth and p.birth_date != stored_birth:
+            conflicts.append(("PatientBirthDate", stored_birth, p.birth_date))
+        if p.sex and stored_sex and p.sex != stored_sex:
+            conflicts.append(("PatientSex", stored_sex, p.sex))
+        return int(patient_id), conflicts
 
-    def _study(self, rec: InstanceRecord, patient: Any) -> Any:
-        s, S = rec.study, self.models.Study  # noqa: N806
-        S.insert(study_instance_uid=s.study_instance_uid, patient=patient.id, study_date=s.study_date,
-                 study_time=s.study_time, accession_number=s.accession_number, study_id=s.study_id,
-                 study_description=s.study_description, referring_physician_name=s.referring_physician_name,
-                 referring_physician_name_norm=normalize_person_name(s.referring_physician_name),
-                 created_at=_now()).on_conflict_ignore().execute()
-        return S.get(S.study_instance_uid == s.study_instance_uid)
+    def _study(self, rec: InstanceRecord, patient_id: int) -> int:
+        s, q = rec.study, self._sql()
+        row = self._one(q.select_study, (s.study_instance_uid,))
+        if row is None:
+            self.db.execute_sql(q.insert_study, (
+                s.study_instance_uid, patient_id, s.study_date, s.study_time, s.accession_number, s.study_id,
+                s.study_description, s.referring_physician_name, normalize_person_name(s.referring_physician_name),
+                _now()))
+            row = self._one(q.select_study, (s.study_instance_uid,))
+            if row is None:
+                raise CatalogError(f"study {s.study_instance_uid} vanished during its insert")
+        return int(row[0])
 
-    def _series(self, rec: InstanceRecord, study: Any) -> Any:
-        s, S = rec.series, self.models.Series  # noqa: N806
-        S.insert(series_instance_uid=s.series_instance_uid, study=study.id, modality=s.modality,
-                 series_number=s.series_number, series_description=s.series_description,
-                 series_date=s.series_date, series_time=s.series_time,
-                 created_at=_now()).on_conflict_ignore().execute()
-        return S.get(S.series_instance_uid == s.series_instance_uid)
+    def _series(self, rec: InstanceRecord, study_id: int) -> int:
+        s, q = rec.series, self._sql()
+        row = self._one(q.select_series, (s.series_instance_uid,))
+        if row is None:
+            self.db.execute_sql(q.insert_series, (
+                s.series_instance_uid, study_id, s.modality, s.series_number, s.series_description, s.series_date,
+                s.series_time, _now()))
+            row = self._one(q.select_series, (s.series_instance_uid,))
+            if row is None:
+                raise CatalogError(f"series {s.series_instance_uid} vanished during its insert")
+        return int(row[0])
 
     @staticmethod
-    def _instance_values(rec: InstanceRecord, series: Any) -> dict[str, Any]:
+    def _instance_values(rec: InstanceRecord, series_id: int) -> dict[str, Any]:
         return {
-            "sop_instance_uid": rec.sop_instance_uid, "sop_class_uid": rec.sop_class_uid, "series": series.id,
+            "sop_instance_uid": rec.sop_instance_uid, "sop_class_uid": rec.sop_class_uid, "series": series_id,
             "instance_number": rec.instance_number, "patient_name": rec.patient.name,
             "patient_birth_date": rec.patient.birth_date, "patient_sex": rec.patient.sex,
             "acquisition_datetime": rec.acquisition_datetime, "acquisition_utc": utc_naive(rec.acquisition_utc),

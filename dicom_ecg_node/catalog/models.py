@@ -54,9 +54,14 @@ class Models:
     WaveformGroup: Any
     CartMeasurement: Any
     DemographicConflict: Any
+    RemoteAE: Any
 
     def all(self) -> list[Any]:
-        """Every model, parents before children (creation order)."""
+        """Every model of the archive index, parents before children (creation order).
+
+        The AE registry (:attr:`RemoteAE`) is configuration, not derived from the archive, so it is not listed:
+        a reindex (which clears these tables) keeps it.
+        """
         return [self.SchemaVersion, self.Patient, self.Study, self.Series, self.Instance, self.WaveformGroup,
                 self.CartMeasurement, self.DemographicConflict]
 
@@ -191,5 +196,14 @@ def build_models(database: pw.Database) -> Models:
         sender_ae = pw.CharField(max_length=16, null=True)
         detected_at = pw.DateTimeField()  # naive UTC
 
+    class RemoteAE(Base):
+        """A known DICOM peer: C-MOVE destinations are looked up here by AE title (schema version 2)."""
+
+        ae_title = pw.CharField(max_length=16, unique=True)  # stored without padding spaces (PS3.5 6.2 AE)
+        host = pw.CharField(max_length=255)
+        port = pw.IntegerField()
+        description = pw.TextField(default="")
+        created_at = pw.DateTimeField()  # naive UTC
+
     return Models(SchemaVersion, Patient, Study, Series, Instance, WaveformGroup, CartMeasurement,
-                  DemographicConflict)
+                  DemographicConflict, RemoteAE=RemoteAE)

@@ -30,6 +30,9 @@ COMMANDS: dict[str, str] = {
     "quarantine": "admin:quarantine",
     "conflicts": "admin:conflicts",
     "stats": "admin:stats",
+    "find": "query:find",
+    "timeline": "query:timeline",
+    "ae": "registry:ae",
     "render": "render:render",
 }
 

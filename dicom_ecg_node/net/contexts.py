@@ -9,7 +9,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 from dicom_ecg_node.waveform.sopclass import STORAGE_SOP_CLASSES
 
@@ -23,11 +29,54 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 
 
 def supported_contexts() -> list[PresentationContext]:
-    """Verification plus every storage SOP class the node stores, each with the four uncompressed syntaxes.
+    """Verification, every storage SOP class the node stores (also as SCU, for C-GET) and the retrieve classes.
+
+    Each has the four uncompressed syntaxes.
 
     Anything else proposed by a peer is rejected at negotiation with "abstract syntax not supported" (PS3.8 9.3.3.2),
     as the standard intends, rather than accepted and then refused per object.
     """
     contexts = [build_context(Verification, list(TRANSFER_SYNTAXES))]
-    contexts.extend(build_context(uid, list(TRANSFER_SYNTAXES)) for uid in STORAGE_SOP_CLASSES)
+    contexts.extend(accept_storage_roles(build_context(uid, list(TRANSFER_SYNTAXES))) for uid in STORAGE_SOP_CLASSES)
+    contexts.extend(retrieve_contexts())
+    contexts.extend(find_contexts())
     return contexts
+
+
+#: C-FIND of the Patient Root and Study Root models (PS3.4 C.6.1.2.1, C.6.2.2.1).
+FIND_SOP_CLASSES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.2.1.1",  # Patient Root Query/Retrieve Information Model - FIND
+    "1.2.840.10008.5.1.4.1.2.2.1",  # Study Root Query/Retrieve Information Model - FIND
+)
+
+
+def find_contexts() -> list[PresentationContext]:
+    """The C-FIND SCP contexts, each with the four uncompressed syntaxes."""
+    return [build_context(uid, list(TRANSFER_SYNTAXES)) for uid in FIND_SOP_CLASSES]
+
+
+#: C-MOVE and C-GET of the Patient Root and Study Root models (PS3.4 C.6.1, C.6.2).
+RETRIEVE_SOP_CLASSES: tuple[str, ...] = (
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+def retrieve_contexts() -> list[PresentationContext]:
+    """The C-MOVE and C-GET SCP contexts, each with the four uncompressed syntaxes."""
+    return [build_context(uid, list(TRANSFER_SYNTAXES)) for uid in RETRIEVE_SOP_CLASSES]
+
+
+def accept_storage_roles(context: PresentationContext) -> PresentationContext:
+    """Let a requestor take the SCP role (and the SCU role) of a storage context, for C-GET.
+
+    A C-GET SCU receives its objects on the same association, so it proposes the storage classes with an
+    SCP/SCU Role Selection item asking to be the Storage SCP (PS3.7 D.3.3.4, PS3.4 C.4.3.1). pynetdicom accepts a
+    proposed role only where the acceptor's context sets both ``scu_role`` and ``scp_role``; a requestor that
+    proposes no role selection keeps the default (it is the SCU, the node stores), so C-STORE is unchanged.
+    """
+    context.scu_role = True
+    context.scp_role = True
+    return context

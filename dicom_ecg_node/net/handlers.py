@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from pynetdicom.events import Event
 
     from dicom_ecg_node.services.ingest import IngestService
+    from dicom_ecg_node.services.query import QueryService
+    from dicom_ecg_node.services.retrieve import RetrieveService
 
 log = logging.getLogger("dicom_ecg_node.net")
 
@@ -115,10 +117,18 @@ def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
     return SUCCESS
 
 
-def bind(ingest: IngestService) -> list[tuple[Any, ...]]:
-    """The event handlers of a storing node, bound to ``ingest``."""
+def bind(ingest: IngestService, retrieve: RetrieveService | None = None,
+         query: QueryService | None = None) -> list[tuple[Any, ...]]:
+    """The event handlers of a storing node, bound to ``ingest``.
+
+    C-MOVE / C-GET go to ``retrieve`` and C-FIND to ``query`` when given.
+    """
     from pynetdicom import evt
 
+    from dicom_ecg_node.net.find import handle_find, handle_sop_extended
+    from dicom_ecg_node.net.retrieve import bind_retrieve
+
+    retrieving = [] if retrieve is None else bind_retrieve(retrieve)
     return [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_ACCEPTED, log_accepted),
@@ -127,4 +137,7 @@ def bind(ingest: IngestService) -> list[tuple[Any, ...]]:
         (evt.EVT_ABORTED, log_aborted),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [ingest]),
+        *retrieving,
+        *([] if query is None else [(evt.EVT_C_FIND, handle_find, [query]),
+                                    (evt.EVT_SOP_EXTENDED, handle_sop_extended)]),
     ]

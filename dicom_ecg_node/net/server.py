@@ -69,7 +69,10 @@ def build_ae(config: NodeConfig) -> AE:
     ae.dimse_timeout = config.dimse_timeout
     # The called AE title must be ours (PS3.8 7.1.1.4); a wrong one is rejected with reason 7.
     ae.require_called_aet = True
-    ae.supported_contexts = supported_contexts()
+    # add_supported_context, not the ``supported_contexts`` setter: the setter drops the SCP/SCU roles that
+    # C-GET needs on the storage contexts (see contexts.accept_storage_roles).
+    for cx in supported_contexts():
+        ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role)
     return ae
 
 
@@ -87,6 +90,14 @@ class DicomNode:
     def __init__(self, config: NodeConfig, ingest: IngestService, *, reuse_port: bool = False) -> None:
         self.config = config
         self.ingest = ingest
+        from dicom_ecg_node.services.retrieve import RetrieveService
+
+        # C-MOVE / C-GET read the same catalog and archive the ingest service writes.
+        self.retrieve = RetrieveService(ingest.catalog, ingest.archive)
+        from dicom_ecg_node.services.query import QueryService
+
+        # C-FIND reads the same catalog.
+        self.query = QueryService(ingest.catalog, config.aet)
         self.reuse_port = reuse_port
         self.ae = build_ae(config)
         self._server: NodeAssociationServer | None = None
@@ -104,7 +115,7 @@ class DicomNode:
         """Bind the port and serve associations in background threads."""
         server = self.ae.make_server(
             (self.config.host, self.config.port),
-            evt_handlers=bind(self.ingest),
+            evt_handlers=bind(self.ingest, self.retrieve, self.query),
             server_class=NodeAssociationServer,
             reuse_port=self.reuse_port,
         )

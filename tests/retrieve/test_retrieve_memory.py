@@ -1,0 +1,36 @@
+"""A C-MOVE of 500 ECGs into DCMTK storescp holds one object at a time: the traced peak does not grow with size."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from conftest import fill
+from helpers import run_dcmtk
+
+pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
+
+
+def traced_move(node, storescp, patient_id: str) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = run_dcmtk("movescu", "-P", "-aet", "VIEWSCU", "-aec", node.aet, "-aem", storescp.aet,
+                           "-k", "QueryRetrieveLevel=PATIENT", "-k", f"PatientID={patient_id}", node.host,
+                           str(node.port), timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_move_of_500_instances_keeps_memory_flat(node, dcmtk_storescp):
+    node.node.retrieve.registry.add(dcmtk_storescp.aet, "127.0.0.1", dcmtk_storescp.port)
+    fill(node, 50, patient_id="SMALL")
+    fill(node, 500, patient_id="LARGE")
+    small = traced_move(node, dcmtk_storescp, "SMALL")
+    large = traced_move(node, dcmtk_storescp, "LARGE")
+    assert sum(1 for f in dcmtk_storescp.out.iterdir() if f.is_file()) == 550
+    # Ten times the instances (each ~126 KB: 63 MB in all) may not cost more than a couple of objects' worth.
+    assert large < small + 2_000_000, (small, large)
+    assert large < 16_000_000, large
