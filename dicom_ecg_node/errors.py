@@ -16,9 +16,13 @@ exit code.
     ├── ArchiveError                file placement, write, read or checksum failure
     │   └── StorageFullError        no space left (DIMSE 0xA700)
     ├── CatalogError                database failure
-    │   └── InstanceConflictError   same SOP Instance UID, different content
+    │   ├── InstanceConflictError   same SOP Instance UID, different content
+    │   └── DuplicateAEError        the AE title is already registered
     ├── QueryError                  invalid C-FIND / C-MOVE / C-GET identifier
-    └── NotFoundError               a requested UID, patient or AE is unknown
+    ├── NotFoundError               a requested UID, patient or AE is unknown
+    │   └── UnknownAEError          the AE title is not registered (C-MOVE destination: 0xA801)
+    ├── AnalysisError               a recording cannot be measured (too short, no beats, leads missing...)
+    └── RenderError                 a printout cannot be laid out as asked
 """
 
 from __future__ import annotations
@@ -84,9 +88,37 @@ class InstanceConflictError(CatalogError):
     """A SOP Instance UID already stored arrives again with different content."""
 
 
+class DuplicateAEError(CatalogError):
+    """The AE title is already in the registry."""
+
+
 class QueryError(EcgNodeError):
     """A query or retrieve identifier is invalid."""
 
 
 class NotFoundError(EcgNodeError):
     """A requested UID, patient or application entity is unknown."""
+
+
+class UnknownAEError(NotFoundError):
+    """The AE title is not in the registry (a C-MOVE to it is answered 0xA801)."""
+
+
+class AnalysisError(EcgNodeError):
+    """A recording cannot be measured, or an analysis argument is invalid.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in words a user can act on.
+    reason : str, optional
+        A short machine-readable cause (``"too-short"``, ``"no-beats"``, ``"no-leads"``, ``"bad-threshold"``...).
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class RenderError(EcgNodeError):
+    """A printout cannot be laid out as asked (invalid speed, gain, layout or paper, nothing to draw...)."""

@@ -24,19 +24,11 @@ from datetime import UTC, datetime
 import peewee as pw
 
 from dicom_ecg_node.catalog.catalog import Catalog
-from dicom_ecg_node.errors import CatalogError, ConfigError, NotFoundError
+from dicom_ecg_node.errors import CatalogError, ConfigError, DuplicateAEError, UnknownAEError
 
 #: PS3.5 6.2 AE: 1-16 characters of the default repertoire, no backslash nor control characters.
 _AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]%]{1,255}$")
-
-
-class DuplicateAEError(CatalogError):
-    """The AE title is already in the registry."""
-
-
-class UnknownAEError(NotFoundError):
-    """The AE title is not in the registry (a C-MOVE to it is answered 0xA801)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from dicom_ecg_node.errors import EcgNodeError
+from dicom_ecg_node.errors import RenderError
 
 #: Millimetres per PostScript point's inverse: 1 mm = 72 / 25.4 pt.
 PT_PER_MM: float = 72.0 / 25.4
-
-
-class RenderError(EcgNodeError):
-    """A printout cannot be laid out as asked (invalid speed, gain, layout or paper, nothing to draw...)."""
 
 
 @dataclass(frozen=True, slots=True)
