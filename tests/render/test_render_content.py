@@ -148,7 +148,7 @@ def test_unknown_filter_preset_is_an_error():
     ("SCPECG", "5.6.3-9-20", None), ("DCM", "109006", None),
 ])
 def test_lead_from_code(scheme, value, lead):
-    assert lead_from_code(scheme, value) == lead
+    assert lead_from_code(value, scheme) == lead
 
 
 @pytest.mark.parametrize(("label", "lead"), [
