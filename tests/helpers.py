@@ -114,3 +114,31 @@ def run_dcmtk(tool: str, *args: str, timeout: float = 60) -> subprocess.Complete
     env = dict(os.environ, TCP_NODELAY="1")
     return subprocess.run([dcmtk(tool), *args], capture_output=True, text=True, timeout=timeout, env=env,
                           check=False)
+
+
+def start_node_process(data_dir: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``python -m dicom_ecg_node serve`` in a subprocess on 127.0.0.1:``port``; returns once it answers C-ECHO.
+
+    Polls with C-ECHO (never a blind sleep); raises with the node's log if it exits or does not come up in 60 s.
+    """
+    import sys
+    import time
+
+    from dicom_ecg_node.net.scu import echo
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(data_dir), *extra],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"node exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if echo("127.0.0.1", port, timeout=2) == 0:
+                return proc
+        except Exception:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"node did not answer C-ECHO within 60 s:\n{log.read_text()}")

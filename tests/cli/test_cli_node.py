@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pydicom
 from click.testing import CliRunner
-from helpers import free_port, renumbered_copy, sample
+from helpers import free_port, renumbered_copy, sample, start_node_process
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
 from dicom_ecg_node.cli import main
-from dicom_ecg_node.net.scu import echo
 
 MORTARA = sample("pydicom/waveform_ecg.dcm")
 
@@ -48,19 +45,8 @@ def test_send_command_reports_refusals(node, tmp_path):
 def test_serve_finishes_the_association_in_flight_on_sigterm(tmp_path):
     port = free_port()
     log = tmp_path / "node.log"
-    proc = subprocess.Popen([sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--data-dir", str(tmp_path / "data")],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = start_node_process(tmp_path / "data", port, log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if echo("127.0.0.1", port, timeout=2) == 0:
-                    break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
         ae = AE(ae_title="CART1")
         ae.add_requested_context("1.2.840.10008.5.1.4.1.1.9.1.1", ExplicitVRLittleEndian)
         assoc = ae.associate("127.0.0.1", port, ae_title="ECGNODE")

@@ -8,34 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pydicom
 import pytest
-from helpers import dcmtk, free_port, renumbered_copy, sample
-
-from dicom_ecg_node.net.scu import echo
+from helpers import dcmtk, free_port, renumbered_copy, sample, start_node_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
-
-
-def start_node(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # poll until it answers C-ECHO, never a blind sleep
-        if proc.poll() is not None:
-            raise RuntimeError(f"node exited early:\n{log.read_text()}")
-        try:
-            if echo("127.0.0.1", port, timeout=2) == 0:
-                return proc
-        except Exception:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("node did not come up")
 
 
 def acknowledged(storescu_log: str) -> list[str]:
@@ -58,7 +36,7 @@ def test_kill_9_mid_batch_loses_nothing_acknowledged(tmp_path):
     files = [renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"ecg{i:03d}.dcm") for i in range(150)]
     data_dir = tmp_path / "data"
     port = free_port()
-    node = start_node(data_dir, port, tmp_path / "node.log")
+    node = start_node_process(data_dir, port, tmp_path / "node.log")
     sender = subprocess.Popen(
         [storescu, "-v", "-R", "-aec", "ECGNODE", "127.0.0.1", str(port), *map(str, files)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, TCP_NODELAY="1"),
@@ -76,7 +54,7 @@ def test_kill_9_mid_batch_loses_nothing_acknowledged(tmp_path):
     assert 20 <= len(ok) < len(files), out[-2000:]
 
     # Restart: the node recovers what a crash left, then stops cleanly on SIGTERM.
-    node = start_node(data_dir, port, tmp_path / "node.log")
+    node = start_node_process(data_dir, port, tmp_path / "node.log")
     node.send_signal(signal.SIGTERM)
     assert node.wait(timeout=30) == 0
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pydicom
 import pytest
-from helpers import free_port, renumbered_copy, sample
+from helpers import free_port, renumbered_copy, sample, start_node_process
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
-
-from dicom_ecg_node.net.scu import echo
 
 pytestmark = pytest.mark.slow
 
@@ -24,19 +19,8 @@ def test_two_workers_store_from_four_associations(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
     log = tmp_path / "node.log"
-    proc = subprocess.Popen([sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--data-dir", str(data_dir), "--workers", "2"],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = start_node_process(data_dir, port, log, "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if echo("127.0.0.1", port, timeout=2) == 0:
-                    break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
         files = [renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"e{i:02d}.dcm") for i in range(40)]
         statuses: list[int] = []
         lock = threading.Lock()
