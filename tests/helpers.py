@@ -95,7 +95,10 @@ class RunningNode:
 def make_config(tmp_path: Path, **overrides: object) -> Any:
     from dicom_ecg_node.config import load_config
 
-    values: dict[str, object] = {"data_dir": tmp_path / "data", "host": "127.0.0.1", "port": 0, "aet": "ECGNODE"}
+    # accept_unknown: most tests call from ad-hoc AE titles; tests/security checks the refusing default explicitly.
+    # No per-peer limit: every test peer is 127.0.0.1 (tests/security sets one explicitly).
+    values: dict[str, object] = {"data_dir": tmp_path / "data", "host": "127.0.0.1", "port": 0, "aet": "ECGNODE",
+                                 "accept_unknown": True, "max_associations_per_peer": 0}
     values.update(overrides)
     return load_config(environ={}, **values)
 
@@ -128,7 +131,7 @@ def start_node_process(data_dir: Path, port: int, log: Path, *extra: str) -> sub
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), *extra],
+         "--data-dir", str(data_dir), "--accept-unknown", *extra],  # test peers are not registered
         stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import fill
 from helpers import run_dcmtk
+from retrievesupport import fill
 
 pytestmark = pytest.mark.dcmtk
 

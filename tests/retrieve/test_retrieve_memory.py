@@ -5,8 +5,8 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from conftest import fill
 from helpers import run_dcmtk
+from retrievesupport import fill
 
 pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
 

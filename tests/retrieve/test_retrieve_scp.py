@@ -8,7 +8,6 @@ from typing import Any
 
 import pydicom
 import pytest
-from conftest import T0, ecg_bytes, fill
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -23,6 +22,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
+from retrievesupport import T0, ecg_bytes, fill
 
 from dicom_ecg_node.waveform.sopclass import STORAGE_SOP_CLASSES
 
