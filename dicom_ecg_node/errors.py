@@ -21,6 +21,8 @@ exit code.
     ├── QueryError                  invalid C-FIND / C-MOVE / C-GET identifier
     ├── NotFoundError               a requested UID, patient or AE is unknown
     │   └── UnknownAEError          the AE title is not registered (C-MOVE destination: 0xA801)
+    ├── AccessDeniedError           the caller may not connect or do this (0x0124 Refused: Not authorized)
+    ├── LimitExceededError          a limit against abuse was exceeded (C-STORE too large: 0xA700)
     ├── AnalysisError               a recording cannot be measured (too short, no beats, leads missing...)
     └── RenderError                 a printout cannot be laid out as asked
 """
@@ -122,3 +124,37 @@ class AnalysisError(EcgNodeError):
 
 class RenderError(EcgNodeError):
     """A printout cannot be laid out as asked (invalid speed, gain, layout or paper, nothing to draw...)."""
+
+
+class AccessDeniedError(EcgNodeError):
+    """The calling AE, address, certificate or user may not connect, or may not do what it asks.
+
+    Parameters
+    ----------
+    message : str
+        What was refused and why (no patient data: it goes to the ordinary log).
+    reason : str
+        A short machine-readable cause: ``"unknown-ae"``, ``"address"``, ``"certificate"``, ``"user-identity"``,
+        ``"permission"``, ``"destination"``. The network edge maps it to an A-ASSOCIATE-RJ diagnostic
+        (PS3.8 9.3.4) or to DIMSE status 0x0124 Refused: Not authorized (PS3.7 C.5.x).
+    """
+
+    def __init__(self, message: str, *, reason: str = "permission") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class LimitExceededError(EcgNodeError):
+    """A limit against abuse was exceeded (object size, associations per peer).
+
+    Parameters
+    ----------
+    message : str
+        Which limit and by how much.
+    limit : str
+        The setting concerned (``"max_object_size"``, ``"max_associations_per_peer"``).
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        self.limit = limit
+        super().__init__(message)

@@ -29,7 +29,7 @@ from dicom_ecg_node.catalog.models import Models, build_models, normalize_person
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 8
 _WRITE_ATTEMPTS = 5
 
 
@@ -314,6 +314,71 @@ def _migrate_v2(models: Models, db: pw.Database) -> None:
 MIGRATIONS: dict[int, Callable[[Models, pw.Database], None]] = {1: _migrate_v1, 2: _migrate_v2}
 
 
+def _migrate_v3(models: Models, db: pw.Database) -> None:
+    """Version 3: Storage Commitment transactions and their report queue (PS3.4 J.3)."""
+    db.create_tables([models.StorageCommitment, models.StorageCommitmentItem], safe=True)
+
+
+MIGRATIONS[3] = _migrate_v3
+
+
+def _migrate_v4(models: Models, db: pw.Database) -> None:
+    """Version 4: access control: per-AE permissions, networks, username, certificate; the user table.
+
+    Columns are added only where missing: a database created at version 2 by this code already has them (its
+    ``create_tables`` used today's model), an older one gets them with their defaults (``echo`` only).
+    """
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    table = models.RemoteAE._meta.table_name
+    present = {c.name for c in db.get_columns(table)}
+    fields = models.RemoteAE._meta.fields
+    missing = [name for name in ("permissions", "networks", "username", "cert_fingerprint", "move_destinations")
+               if name not in present]
+    if missing:
+        migrator = SchemaMigrator.from_database(db)
+        migrate(*(migrator.add_column(table, name, fields[name]) for name in missing))
+    db.create_tables([models.NodeUser], safe=True)
+
+
+MIGRATIONS[4] = _migrate_v4
+
+
+def _migrate_v5(models: Models, db: pw.Database) -> None:
+    """Version 5: the node's own ECG measurements and serial-comparison flags (issue 6); new tables only."""
+    db.create_tables([models.EcgAnalysis, models.EcgChangeFlag], safe=True)
+
+
+MIGRATIONS[5] = _migrate_v5
+
+
+def _migrate_v6(models: Models, db: pw.Database) -> None:
+    """Version 6: HL7 v2 intake and the Modality Worklist (worklist entries, HL7 message log, merges, outbox)."""
+    db.create_tables([models.WorklistEntry, models.Hl7Message, models.PatientMerge, models.OutboxMessage], safe=True)
+
+
+MIGRATIONS[6] = _migrate_v6
+
+
+def _migrate_v7(models: Models, db: pw.Database) -> None:
+    """Version 7: device clock observations and estimates, MPPS instances, reconciliation queue and re-links."""
+    db.create_tables([models.ClockObservation, models.DeviceClock, models.MppsInstance, models.MppsStep,
+                      models.MppsSeries, models.ReconcileItem, models.InstanceLink], safe=True)
+
+
+MIGRATIONS[7] = _migrate_v7
+
+
+def _migrate_v8(models: Models, db: pw.Database) -> None:
+    """Version 8: the web viewer's per-user review marks (``ecg_review``, see :mod:`.viewing`)."""
+    from dicom_ecg_node.catalog.viewing import migrate_v8  # late: viewing imports this module
+
+    migrate_v8(models, db)
+
+
+MIGRATIONS[8] = _migrate_v8
+
+
 @dataclass(frozen=True, slots=True)
 class _InsertSQL:
     """Parameterised SQL of the store path, written once per catalog.
@@ -485,11 +550,14 @@ class Catalog:
             if current > SCHEMA_VERSION:
                 raise CatalogError(f"catalog schema version {current} is newer than this software "
                                    f"({SCHEMA_VERSION}); upgrade dicom-ecg-node")
+            # Every step not yet recorded, in version order: a step added below the latest applied version (steps
+            # developed in parallel) is still applied; each step is idempotent (``safe=True`` / column checks).
+            applied = {int(v) for (v,) in sv.select(sv.version).tuples()}
             for version in sorted(MIGRATIONS):
-                if version > current:
+                if version not in applied:
                     MIGRATIONS[version](self.models, self.db)
                     sv.insert(version=version, applied_at=_now()).execute()
-                    current = version
+                    current = max(current, version)
         return current
 
     # -- writes ------------------------------------------------------------------------------------------------

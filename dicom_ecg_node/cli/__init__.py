@@ -33,7 +33,16 @@ COMMANDS: dict[str, str] = {
     "find": "query:find",
     "timeline": "query:timeline",
     "ae": "registry:ae",
+    "user": "security:user",
+    "audit": "security:audit",
     "render": "render:render",
+    "outbox": "hl7:outbox",
+    "merges": "hl7:merges",
+    "compare": "analysis:compare",
+    "analyse": "analysis:analyse",
+    "clocks": "clocks:clocks",
+    "reconcile": "reconcile:reconcile",
+    "commitments": "commitment:commitments",
 }
 
 

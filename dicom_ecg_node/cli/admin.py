@@ -61,11 +61,13 @@ def import_(paths: tuple[str, ...], as_json: bool, config: NodeConfig) -> None:
     Files inside folders that do not start like DICOM Part 10 are skipped; refused objects are quarantined.
     Exit status 1 when anything was refused.
     """
+    from dicom_ecg_node.services.audit import AuditLog
     from dicom_ecg_node.services.ingest import IngestService
 
     files, skipped = _collect(paths)
     counts: Counter[str] = Counter()
     refused: list[dict[str, str]] = []
+    stored: list[tuple[str, str]] = []  # (study, instance) for the audit trail
     with IngestService.open(config) as service, \
             click.progressbar(files, label="Importing", file=sys.stderr, show_pos=True) as bar:
         for f in bar:
@@ -77,6 +79,11 @@ def import_(paths: tuple[str, ...], as_json: bool, config: NodeConfig) -> None:
                 refused.append({"file": str(f), "error": type(exc).__name__, "reason": str(exc)})
             else:
                 counts[outcome.status] += 1
+                stored.append((outcome.study_instance_uid, outcome.sop_instance_uid))
+    AuditLog.for_config(config).record(
+        "admin", outcome="success" if not refused else "partial", address="local",
+        study_uids=sorted({s for s, _ in stored}), sop_instance_uids=[i for _, i in stored],
+        detail={"action": "import", "paths": list(paths), **dict(counts), "refused": len(refused)})
     summary = {"stored": counts["stored"], "duplicate": counts["duplicate"], "replaced": counts["replaced"],
                "refused": len(refused), "skipped": len(skipped), "refusals": refused}
     if as_json:
@@ -174,9 +181,14 @@ def reindex(full: bool, as_json: bool, config: NodeConfig) -> None:
 
     Rows of missing files are deleted, corrupt files are quarantined, files without a row are indexed.
     """
+    from dicom_ecg_node.services.audit import AuditLog
     from dicom_ecg_node.services.maintenance import reindex as run_reindex
 
     report = run_reindex(config, full=full)
+    AuditLog.for_config(config).record(
+        "admin", address="local",
+        detail={"action": "reindex", "full": full, "indexed": len(report.indexed),
+                "rows_removed": len(report.removed_rows), "quarantined": len(report.quarantined)})
     if as_json:
         echo_json(dataclasses.asdict(report))
         return

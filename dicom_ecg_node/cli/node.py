@@ -40,12 +40,72 @@ def _serve_overrides(func):  # type: ignore[no-untyped-def]
     @click.option("--workers", type=int, default=None,
                   help="Receiving processes sharing the port (0: one per CPU core; default 1).")
     @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... (default INFO).")
+    @click.option("--hl7-port", type=int, default=None,
+                  help="HL7 v2 MLLP port for ADT and orders (default: no HL7 listener).")
+    @click.option("--hl7-results-to", multiple=True,
+                  help="HOST:PORT of an MLLP receiver of ORU^R01 results (repeatable).")
     @functools.wraps(func)
-    def wrapper(*args, aet, host, port, max_pdu, max_associations, workers, log_level, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args, aet, host, port, max_pdu, max_associations, workers, log_level, hl7_port, hl7_results_to,
+                **kwargs):  # type: ignore[no-untyped-def]
         kwargs["_config_overrides"] = {
             "aet": aet, "host": host, "port": port, "max_pdu": max_pdu,
             "max_associations": max_associations, "workers": workers, "log_level": log_level,
+            "hl7_port": hl7_port, "hl7_results_to": tuple(hl7_results_to) or None,
         }
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _security_overrides(func):  # type: ignore[no-untyped-def]
+    """Collect serve's access-control, TLS, limit and audit flags into ``_config_overrides``."""
+    import functools
+
+    @click.option("--accept-unknown", is_flag=True, default=False,
+                  help="Accept calling AE titles that are not registered, with every permission (set-up and demos "
+                       "only; logged loudly). Default: refuse them.")
+    @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+                  help="PEM certificate (chain) of the node: with --tls-key and --tls-ca enables DICOM TLS.")
+    @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+                  help="PEM private key of the node.")
+    @click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True), default=None,
+                  help="PEM CA bundle client certificates must chain to (mutual authentication).")
+    @click.option("--tls-port", type=int, default=None, help="TLS port (default 2762).")
+    @click.option("--no-plaintext", is_flag=True, default=False, help="Listen only with TLS.")
+    @click.option("--max-object-size", type=int, default=None,
+                  help="Largest C-STORE data set, bytes (0: unlimited; default 256 MiB).")
+    @click.option("--max-associations-per-peer", type=int, default=None,
+                  help="Simultaneous associations from one IP address (0: no limit; default 16).")
+    @click.option("--syslog", default=None, help="Also send audit events to syslog: udp://HOST:PORT, tcp://HOST:PORT "
+                                                 "or HOST:PORT (UDP), RFC 5424.")
+    @functools.wraps(func)
+    def wrapper(*args, accept_unknown, tls_cert, tls_key, tls_ca, tls_port, no_plaintext, max_object_size,  # type: ignore[no-untyped-def]
+                max_associations_per_peer, syslog, **kwargs):
+        kwargs.setdefault("_config_overrides", {}).update({
+            # Flags given only when set: an absent flag must not override the file or the environment.
+            "accept_unknown": True if accept_unknown else None, "plaintext": False if no_plaintext else None,
+            "tls_cert": tls_cert, "tls_key": tls_key, "tls_ca": tls_ca, "tls_port": tls_port,
+            "max_object_size": max_object_size, "max_associations_per_peer": max_associations_per_peer,
+            "syslog": syslog,
+        })
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _web_overrides(func):  # type: ignore[no-untyped-def]
+    """Collect serve's web viewer flags into ``_config_overrides``."""
+    import functools
+
+    @click.option("--http-port", type=int, default=None,
+                  help="Also serve the web viewer on this port (HTTPS with --tls-cert/--tls-key).")
+    @click.option("--http-host", default=None, help="Address of the web viewer (default 127.0.0.1).")
+    @click.option("--http-open", is_flag=True, default=False,
+                  help="Web viewer WITHOUT login, for demonstrations only (logged loudly, shown on every page).")
+    @functools.wraps(func)
+    def wrapper(*args, http_port, http_host, http_open, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("_config_overrides", {}).update({
+            "http_port": http_port, "http_host": http_host, "http_open": True if http_open else None})
         return func(*args, **kwargs)
 
     return wrapper
@@ -53,6 +113,8 @@ def _serve_overrides(func):  # type: ignore[no-untyped-def]
 
 @click.command()
 @_serve_overrides
+@_web_overrides
+@_security_overrides
 @node_options
 @handle_errors
 def serve(config: NodeConfig) -> None:
@@ -61,6 +123,9 @@ def serve(config: NodeConfig) -> None:
     Accepts C-ECHO and C-STORE of every waveform storage SOP class and Encapsulated PDF; a C-STORE succeeds only
     once the file is fsynced in the archive and indexed in the catalog. On SIGINT/SIGTERM the node stops
     accepting, lets associations in flight finish, and exits.
+
+    Only calling AE titles registered with 'ecg-node ae add' may connect, each with its permissions, unless
+    --accept-unknown is given. Security events go to the audit trail in DATA_DIR/audit ('ecg-node audit').
     """
     from dicom_ecg_node.net.workers import run_node
 

@@ -43,15 +43,25 @@ def _value(ds: Any, keyword: str) -> Any:
 @click.option("--level", type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
               default="STUDY", show_default=True, help="Query/Retrieve Level of the answers.")
 @click.option("--tz-offset", default=None, help="Timezone Offset From UTC (+HHMM/-HHMM) of --date-range.")
+@click.option("--flag", "flag_rule", default=None,
+              help="ECGs the node flagged with this serial-comparison rule (st-elevation, qtc-prolongation...).")
+@click.option("--since", default=None, help="With --flag/--qtc-over: acquired on or after this date (UTC), "
+              "YYYY-MM-DD or YYYYMMDD.")
+@click.option("--qtc-over", type=float, default=None, help="ECGs whose QTc measured by the node exceeds MS.")
 @_JSON
 @node_options
 @handle_errors
 def find(patient_id: str | None, name: str | None, date_range: str | None, accession: str | None,
-         study_uid: str | None, level: str, tz_offset: str | None, as_json: bool, config: NodeConfig) -> None:
+         study_uid: str | None, level: str, tz_offset: str | None, flag_rule: str | None, since: str | None,
+         qtc_over: float | None, as_json: bool, config: NodeConfig) -> None:
     """Run a C-FIND query on the catalog with the node's query engine (Study Root, relational).
 
-    Answers come in serial order (earliest UTC acquisition first), one per entity of the level.
+    Answers come in serial order (earliest UTC acquisition first), one per entity of the level. With --flag,
+    --since or --qtc-over the search runs on the node's own analysis instead: one row per ECG.
     """
+    if flag_rule is not None or since is not None or qtc_over is not None:
+        _find_analysed(config, flag_rule, since, qtc_over, patient_id, as_json)
+        return
     from pydicom.dataset import Dataset
 
     from dicom_ecg_node.catalog.query import PATIENT_ROOT_FIND, STUDY_ROOT_FIND
@@ -77,6 +87,42 @@ def find(patient_id: str | None, name: str | None, date_range: str | None, acces
         echo_json(rows)
     else:
         echo_table(rows, keys)
+
+
+def _find_analysed(config: NodeConfig, rule: str | None, since: str | None, qtc_over: float | None,
+                   patient_id: str | None, as_json: bool) -> None:
+    """``find --flag/--since/--qtc-over``: ECGs by the node's analysis results (two queries)."""
+    from datetime import UTC
+
+    from dicom_ecg_node.catalog.analysis import search_analyses
+    from dicom_ecg_node.services.maintenance import open_catalog
+
+    when = None
+    if since is not None:
+        try:
+            when = datetime.strptime(since.replace("-", ""), "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise click.BadParameter(f"{since!r} is not YYYY-MM-DD", param_hint="--since") from exc
+    with open_catalog(config) as catalog:
+        found = search_analyses(catalog, rule=rule, since=when, qtc_over=qtc_over, patient_id=patient_id)
+    rows = [{
+        "patient_id": r.patient_id, "acquisition_utc": r.acquisition_utc.isoformat() if r.acquisition_utc else None,
+        "sop_instance_uid": r.sop_instance_uid, "study_instance_uid": r.study_instance_uid,
+        "hr": r.measurements.get("heart_rate_bpm"), "qrs": r.measurements.get("qrs_ms"),
+        "qtc": r.measurements.get("qtc_ms"), "prior_sop_instance_uid": r.prior_sop_instance_uid,
+        "flags": _flag_text(r.flags) if not as_json else [
+            {"rule": f.rule, "leads": list(f.leads), "values": f.values, "threshold": f.threshold,
+             "source": f.source} for f in r.flags if rule is None or f.rule == rule],
+    } for r in found]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["patient_id", "acquisition_utc", "hr", "qrs", "qtc", "flags", "sop_instance_uid"])
+
+
+def _flag_text(flags: Any) -> str | None:
+    """Flags as ``rule[leads]`` joined with spaces (``None`` when there are none)."""
+    return " ".join(f.rule + (f"[{','.join(f.leads)}]" if f.leads else "") for f in flags) or None
 
 
 def _fmt_interval(seconds: float) -> str:
@@ -114,32 +160,67 @@ def timeline(patient_id: str, issuer: str | None, as_json: bool, config: NodeCon
 
     The interval column is the time since the previous ECG of the patient.
     """
+    from dicom_ecg_node.catalog.analysis import analyses_for
+    from dicom_ecg_node.services.clocks import corrected_times, serial_key
     from dicom_ecg_node.services.maintenance import open_catalog
     from dicom_ecg_node.services.query import QueryService, local_time
 
     with open_catalog(config) as catalog:
         entries = QueryService(catalog, config.aet).timeline(patient_id, issuer)
+        # The node's own measurements and change flags (issue 6): two more queries, whatever the number of ECGs.
+        analysed = analyses_for(catalog, [e.sop_instance_uid for e in entries])
+        # Device clocks: with clock_correction = "trusted", serial order uses the corrected time (shown beside).
+        corrected = ({} if config.clock_correction != "trusted" else
+                     corrected_times(catalog, [e.sop_instance_uid for e in entries]))
+    if corrected:
+        entries = sorted(entries, key=lambda e: serial_key(e.sop_instance_uid, e.acquisition_utc, corrected))
     rows: list[dict[str, Any]] = []
     previous: datetime | None = None
     for e in entries:
         local = local_time(e)
         interval = None
-        if e.acquisition_utc is not None and previous is not None:
-            interval = (e.acquisition_utc - previous).total_seconds()
-        if e.acquisition_utc is not None:
-            previous = e.acquisition_utc
+        when = corrected.get(e.sop_instance_uid) or e.acquisition_utc
+        if when is not None and previous is not None:
+            interval = (when - previous).total_seconds()
+        if when is not None:
+            previous = when
         device = " ".join(x for x in (e.manufacturer, e.model_name, e.device_serial_number) if x) or None
         rows.append({
             "sop_instance_uid": e.sop_instance_uid, "study_instance_uid": e.study_instance_uid,
             "acquisition_local": local.isoformat() if local else e.acquisition_datetime,
             "acquisition_utc": e.acquisition_utc.isoformat() if e.acquisition_utc else None,
+            "corrected_utc": corrected[e.sop_instance_uid].isoformat() if e.sop_instance_uid in corrected else None,
             "device": device,
             "hr": _measure(e, "hr"), "pr": _measure(e, "pr"), "qrs": _measure(e, "qrs"), "qt": _measure(e, "qt"),
             "qtc": _measure(e, "qtc"),
             "interval_s": interval, "interval": None if interval is None else _fmt_interval(interval),
+            **_node_columns(analysed.get(e.sop_instance_uid), as_json),
         })
     if as_json:
-        echo_json(rows)
+        echo_json([{k: v for k, v in r.items() if k != "_flags"} for r in rows])
     else:
-        echo_table(rows, ["acquisition_local", "acquisition_utc", "interval", "hr", "pr", "qrs", "qt", "qtc",
-                          "device", "sop_instance_uid"])
+        echo_table(rows, ["acquisition_local", "acquisition_utc", *(["corrected_utc"] if corrected else []),
+                          "interval", "hr", "pr", "qrs", "qt", "qtc",
+                          "node_hr", "node_qrs", "node_qtc", "changes", "device", "sop_instance_uid"])
+        for row in rows:  # what changed, with leads and values, under the table
+            for f in row["_flags"]:
+                values = "; ".join(f"{k} {v[0]} -> {v[1]}" for k, v in f.values.items())
+                click.echo(f"{row['sop_instance_uid']}: {f.rule}"
+                           + (f" in {','.join(f.leads)}" if f.leads else "") + f": {values}")
+
+
+def _node_columns(row: Any, as_json: bool) -> dict[str, Any]:
+    """Timeline columns from the node's own analysis: HR, QRS, QTc (with formula) and the change flags."""
+    if row is None:
+        return {"node_hr": None, "node_qrs": None, "node_qtc": None, "analysis": None, "changes": None,
+                "prior_sop_instance_uid": None, "flags": [], "_flags": ()}
+    m = row.measurements
+    return {
+        "node_hr": m.get("heart_rate_bpm"), "node_qrs": m.get("qrs_ms"), "node_qtc": m.get("qtc_ms"),
+        "node_qtc_formula": m.get("qtc_formula"), "analysis": row.status,
+        "changes": _flag_text(row.flags) or ("none" if row.prior_sop_instance_uid else None),
+        "prior_sop_instance_uid": row.prior_sop_instance_uid,
+        "flags": [{"rule": f.rule, "leads": list(f.leads), "values": f.values, "threshold": f.threshold,
+                   "source": f.source} for f in row.flags],
+        "_flags": row.flags,
+    }

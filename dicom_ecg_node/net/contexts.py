@@ -40,13 +40,19 @@ def supported_contexts() -> list[PresentationContext]:
     contexts.extend(accept_storage_roles(build_context(uid, list(TRANSFER_SYNTAXES))) for uid in STORAGE_SOP_CLASSES)
     contexts.extend(retrieve_contexts())
     contexts.extend(find_contexts())
+    contexts.append(build_context(MPPS_SOP_CLASS, list(TRANSFER_SYNTAXES)))  # N-CREATE / N-SET, PS3.4 F.7
+    contexts.extend(commitment_contexts())
     return contexts
 
+
+#: Modality Performed Procedure Step SOP Class (PS3.4 F.7.1).
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 
 #: C-FIND of the Patient Root and Study Root models (PS3.4 C.6.1.2.1, C.6.2.2.1).
 FIND_SOP_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.2.1.1",  # Patient Root Query/Retrieve Information Model - FIND
     "1.2.840.10008.5.1.4.1.2.2.1",  # Study Root Query/Retrieve Information Model - FIND
+    "1.2.840.10008.5.1.4.31",  # Modality Worklist Information Model - FIND (PS3.4 K.6.1.2)
 )
 
 
@@ -80,3 +86,16 @@ def accept_storage_roles(context: PresentationContext) -> PresentationContext:
     context.scu_role = True
     context.scp_role = True
     return context
+
+
+#: Storage Commitment Push Model SOP Class (PS3.4 J.3.1).
+STORAGE_COMMITMENT_PUSH_MODEL = "1.2.840.10008.1.20.1"
+
+
+def commitment_contexts() -> list[PresentationContext]:
+    """The Storage Commitment Push Model SCP context, with the four uncompressed syntaxes.
+
+    Default roles (the requester is the SCU, the node the SCP), so no role selection is needed on it: the node
+    sends its N-EVENT-REPORT on that association while it is open (PS3.4 J.3.3).
+    """
+    return [build_context(STORAGE_COMMITMENT_PUSH_MODEL, list(TRANSFER_SYNTAXES))]

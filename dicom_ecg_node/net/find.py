@@ -20,6 +20,7 @@ from dicom_ecg_node.net.status import failure_status
 if TYPE_CHECKING:
     from pynetdicom.events import Event
 
+    from dicom_ecg_node.net.security import AssociationGuard
     from dicom_ecg_node.services.query import QueryService
 
 log = logging.getLogger("dicom_ecg_node.net")
@@ -75,8 +76,11 @@ def _drain_outgoing(event: Event, limit_s: float = 0.05) -> None:
     time.sleep(0.002)  # one DUL pass (its idle delay is 1 ms) to read and decode what arrived
 
 
-def handle_find(event: Event, query: QueryService) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+def handle_find(event: Event, query: QueryService,
+                guard: AssociationGuard | None = None) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     """C-FIND (PS3.4 C.4.1): answers of the query service, honouring C-CANCEL between answers.
+
+    With a ``guard``, the caller's ``find`` permission is checked first (0x0124) and the query is audited.
 
     Parameters
     ----------
@@ -84,6 +88,8 @@ def handle_find(event: Event, query: QueryService) -> Iterator[tuple[int | Datas
         The ``EVT_C_FIND`` event.
     query : QueryService
         The query use case.
+    guard : AssociationGuard, optional
+        Access policy and audit trail.
 
     Yields
     ------
@@ -92,11 +98,15 @@ def handle_find(event: Event, query: QueryService) -> Iterator[tuple[int | Datas
     """
     sop_class = str(event.request.AffectedSOPClassUID)
     try:
+        if guard is not None:
+            guard.authorize(event, "find")
         try:
             identifier = event.identifier
         except Exception as exc:  # an identifier pydicom cannot decode
             raise QueryError(f"identifier cannot be decoded: {exc}") from exc
         answers: Any = query.find(identifier, sop_class, relational=relational_negotiated(event, sop_class))
+        if guard is not None:
+            answers = guard.audited_answers(event, identifier, answers)
     except EcgNodeError as exc:
         status = failure_status(exc)
         log.warning("C-FIND refused: status 0x%04X: %s", status.Status, exc)

@@ -19,9 +19,14 @@ from dicom_ecg_node.net.status import SUCCESS, error_comment, failure_status, st
 if TYPE_CHECKING:
     from pynetdicom.events import Event
 
+    from dicom_ecg_node.net.commitment import CommitmentSender
+    from dicom_ecg_node.net.security import AssociationGuard
+    from dicom_ecg_node.services.commitment import CommitmentService
     from dicom_ecg_node.services.ingest import IngestService
+    from dicom_ecg_node.services.mpps import MppsService
     from dicom_ecg_node.services.query import QueryService
     from dicom_ecg_node.services.retrieve import RetrieveService
+    from dicom_ecg_node.services.worklist import WorklistService
 
 log = logging.getLogger("dicom_ecg_node.net")
 
@@ -69,13 +74,21 @@ def log_aborted(event: Event) -> None:
     log.warning("association aborted: calling AE %r from %s", ae, addr)
 
 
-def handle_echo(event: Event) -> int:
-    """C-ECHO (PS3.4 A.4): always Success while the node runs."""
+def handle_echo(event: Event, guard: AssociationGuard | None = None) -> int:
+    """C-ECHO (PS3.4 A.4): Success while the node runs, 0x0124 Not authorized without ``echo`` permission."""
+    try:
+        if guard is not None:
+            guard.authorize(event, "echo")
+    except EcgNodeError as exc:
+        return status_code(exc)
     return SUCCESS
 
 
-def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
+def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | None = None) -> Dataset | int:
     """C-STORE: hand the bytes as received to the ingest service; Success only once stored and indexed.
+
+    With a ``guard``, the caller's ``store`` permission and the object size are checked first (0x0124, 0xA700)
+    and every stored or refused object is audited.
 
     Parameters
     ----------
@@ -83,6 +96,8 @@ def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
         The ``EVT_C_STORE`` event.
     ingest : IngestService
         The use case that validates, archives durably and indexes.
+    guard : AssociationGuard, optional
+        Access policy, limits and audit trail.
 
     Returns
     -------
@@ -92,7 +107,10 @@ def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
     started = time.perf_counter()
     ae, addr = _peer(event)
     request = event.request
+    data: bytes | None = None
     try:
+        if guard is not None:
+            guard.authorize(event, "store")  # refusals are audited there
         # The encoded dataset exactly as received, with file meta: never decoded and re-encoded.
         data = event.encoded_dataset(include_meta=True)
         outcome = ingest.store(
@@ -106,6 +124,8 @@ def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
         status = failure_status(exc)
         log.warning("C-STORE refused from %r (%s): instance %s status 0x%04X: %s (%.1f ms)", ae, addr,
                     request.AffectedSOPInstanceUID, status.Status, exc, (time.perf_counter() - started) * 1e3)
+        if guard is not None and data is not None:
+            guard.audit_store(event, data, None, exc)
         return status
     except Exception as exc:  # a bug must not take the association down nor be acknowledged
         log.exception("C-STORE failed unexpectedly for instance %s from %r", request.AffectedSOPInstanceUID, ae)
@@ -114,30 +134,49 @@ def handle_store(event: Event, ingest: IngestService) -> Dataset | int:
         status.ErrorComment = error_comment(exc)
         return status
     log.debug("C-STORE %s from %r: %s", outcome.sop_instance_uid, ae, outcome.status)
+    if guard is not None:
+        guard.audit_store(event, data, outcome)
     return SUCCESS
 
 
 def bind(ingest: IngestService, retrieve: RetrieveService | None = None,
-         query: QueryService | None = None) -> list[tuple[Any, ...]]:
+         query: QueryService | None = None,
+         commitment: tuple[CommitmentService, CommitmentSender] | None = None,
+         guard: AssociationGuard | None = None,
+         mpps: MppsService | None = None,
+         worklist: WorklistService | None = None) -> list[tuple[Any, ...]]:
     """The event handlers of a storing node, bound to ``ingest``.
 
-    C-MOVE / C-GET go to ``retrieve`` and C-FIND to ``query`` when given.
+    With a ``guard`` (:mod:`dicom_ecg_node.net.security`) associations are admitted by the access policy, each
+    request is checked against the caller's permissions, and security-relevant events are audited.
+
+    C-MOVE / C-GET go to ``retrieve``, C-FIND to ``query`` and N-ACTION (Storage Commitment, PS3.4 J.3) to
+    ``commitment`` (the service and the node's report sender) when given. With ``worklist``, C-FIND of the Modality
+    Worklist Information Model (PS3.4 K) goes to it and the Query/Retrieve models to ``query``.
     """
     from pynetdicom import evt
 
+    from dicom_ecg_node.net.commitment import bind_commitment as _bind_commitment
     from dicom_ecg_node.net.find import handle_find, handle_sop_extended
+    from dicom_ecg_node.net.mpps import bind_mpps as _bind_mpps
     from dicom_ecg_node.net.retrieve import bind_retrieve
+    from dicom_ecg_node.net.worklist import WorklistFind, handle_find_any
 
-    retrieving = [] if retrieve is None else bind_retrieve(retrieve)
+    retrieving = [] if retrieve is None else bind_retrieve(retrieve, guard)
     return [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_ACCEPTED, log_accepted),
         (evt.EVT_REJECTED, log_rejected),
         (evt.EVT_RELEASED, log_released),
         (evt.EVT_ABORTED, log_aborted),
-        (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_STORE, handle_store, [ingest]),
+        *([] if guard is None else guard.handlers()),
+        (evt.EVT_C_ECHO, handle_echo, [guard]),
+        (evt.EVT_C_STORE, handle_store, [ingest, guard]),
         *retrieving,
-        *([] if query is None else [(evt.EVT_C_FIND, handle_find, [query]),
-                                    (evt.EVT_SOP_EXTENDED, handle_sop_extended)]),
+        *([] if query is None or worklist is not None else [(evt.EVT_C_FIND, handle_find, [query, guard])]),
+        # One C-FIND handler for both: Modality Worklist (PS3.4 K.4.1) to ``worklist``, Query/Retrieve to ``query``.
+        *([] if worklist is None else [(evt.EVT_C_FIND, handle_find_any, [query, WorklistFind(worklist), guard])]),
+        *([] if query is None else [(evt.EVT_SOP_EXTENDED, handle_sop_extended)]),
+        *([] if commitment is None else _bind_commitment(*commitment, guard)),
+        *([] if mpps is None else _bind_mpps(mpps, guard)),  # N-CREATE / N-SET, PS3.4 F.7
     ]

@@ -30,13 +30,15 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from dicom_ecg_node.errors import EcgNodeError, NotFoundError
+from dicom_ecg_node.errors import AccessDeniedError, EcgNodeError, NotFoundError
 from dicom_ecg_node.net.handlers import set_nodelay
+from dicom_ecg_node.net.status import failure_status
 from dicom_ecg_node.services.retrieve import RetrievePlan, candidate_syntaxes
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event
 
+    from dicom_ecg_node.net.security import AssociationGuard
     from dicom_ecg_node.services.retrieve import RetrieveItem, RetrieveService, Root
 
 log = logging.getLogger("dicom_ecg_node.net")
@@ -124,8 +126,12 @@ def _plan(event: Event, retrieve: RetrieveService, op: str) -> RetrievePlan:
     return plan
 
 
-def handle_move(event: Event, retrieve: RetrieveService) -> Iterator[Any]:
+def handle_move(event: Event, retrieve: RetrieveService, guard: AssociationGuard | None = None) -> Iterator[Any]:
     """EVT_C_MOVE (PS3.4 C.4.2): destination from the AE registry, then one C-STORE per match.
+
+    With a ``guard``, the destination must be one the caller may use (``move`` permission, registered, on its
+    list of move destinations if it has one); otherwise 0xA801 (see :mod:`dicom_ecg_node.net.security`). The
+    retrieve is audited.
 
     Parameters
     ----------
@@ -133,6 +139,8 @@ def handle_move(event: Event, retrieve: RetrieveService) -> Iterator[Any]:
         The ``EVT_C_MOVE`` event.
     retrieve : RetrieveService
         Resolves the destination and the identifier, reads the files.
+    guard : AssociationGuard, optional
+        Access policy and audit trail.
 
     Yields
     ------
@@ -141,8 +149,8 @@ def handle_move(event: Event, retrieve: RetrieveService) -> Iterator[Any]:
     """
     title = (event.move_destination or "").strip()
     try:
-        dest = retrieve.destination(title)
-    except NotFoundError as exc:
+        dest = retrieve.destination(title) if guard is None else guard.move_destination(event, title)
+    except (NotFoundError, AccessDeniedError) as exc:
         log.warning("C-MOVE from %r refused: %s", event.assoc.requestor.ae_title, exc)
         yield None, None  # PS3.4 C.4.2.1.5: 0xA801 Move destination unknown
         return
@@ -155,28 +163,39 @@ def handle_move(event: Event, retrieve: RetrieveService) -> Iterator[Any]:
     }
     yield dest.host, dest.port, kwargs
     yield plan.count
-    yield from _sub_operations(event, retrieve, plan, f"C-MOVE to {title!r}")
+    sub_operations = _sub_operations(event, retrieve, plan, f"C-MOVE to {title!r}")
+    yield from sub_operations if guard is None else guard.audited_retrieve(event, "move", title, sub_operations)
 
 
-def handle_get(event: Event, retrieve: RetrieveService) -> Iterator[Any]:
+def handle_get(event: Event, retrieve: RetrieveService, guard: AssociationGuard | None = None) -> Iterator[Any]:
     """EVT_C_GET (PS3.4 C.4.3): one C-STORE per match on the requesting association (SCP/SCU role selection).
 
     The SCU must have proposed the storage SOP classes with the SCP role (PS3.7 D.3.3.4); an object whose class
-    and syntax it did not accept counts as a failed sub-operation.
+    and syntax it did not accept counts as a failed sub-operation. With a ``guard``, a caller without ``get``
+    permission is answered 0x0124 Not authorized (pynetdicom counts it as one failed sub-operation, its protocol
+    needs a count first), and the retrieve is audited.
 
     Yields
     ------
     int or tuple
         pynetdicom's C-GET handler protocol: the number of sub-operations, then ``(status, dataset)`` pairs.
     """
+    if guard is not None:
+        try:
+            guard.authorize(event, "get")
+        except AccessDeniedError as exc:
+            yield 1
+            yield failure_status(exc), None
+            return
     plan = _plan(event, retrieve, "C-GET")
     yield plan.count
-    yield from _sub_operations(event, retrieve, plan, "C-GET")
+    sub_operations = _sub_operations(event, retrieve, plan, "C-GET")
+    yield from sub_operations if guard is None else guard.audited_retrieve(event, "get", None, sub_operations)
 
 
-def bind_retrieve(retrieve: RetrieveService) -> list[tuple[Any, ...]]:
-    """The C-MOVE and C-GET handlers bound to ``retrieve``."""
+def bind_retrieve(retrieve: RetrieveService, guard: AssociationGuard | None = None) -> list[tuple[Any, ...]]:
+    """The C-MOVE and C-GET handlers bound to ``retrieve`` (and to the access ``guard`` when given)."""
     return [
-        (evt.EVT_C_MOVE, handle_move, [retrieve]),
-        (evt.EVT_C_GET, handle_get, [retrieve]),
+        (evt.EVT_C_MOVE, handle_move, [retrieve, guard]),
+        (evt.EVT_C_GET, handle_get, [retrieve, guard]),
     ]

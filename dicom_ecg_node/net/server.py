@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE
@@ -17,6 +19,7 @@ from dicom_ecg_node.net.handlers import bind
 
 if TYPE_CHECKING:
     from dicom_ecg_node.config import NodeConfig
+    from dicom_ecg_node.services.dispatch import StoreDispatcher
     from dicom_ecg_node.services.ingest import IngestService
 
 log = logging.getLogger("dicom_ecg_node.net")
@@ -31,11 +34,44 @@ class NodeAssociationServer(ThreadedAssociationServer):
         As :class:`pynetdicom.transport.ThreadedAssociationServer`.
     reuse_port : bool
         Set ``SO_REUSEPORT`` before binding, so several worker processes can share the port.
+    on_tls_refused : callable, optional
+        Called with ``(client_address, exception)`` when a TLS handshake fails (audit trail).
+    handshake_timeout : float
+        Seconds a TLS client has to complete its handshake.
     """
 
-    def __init__(self, *args: Any, reuse_port: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reuse_port: bool = False,
+                 on_tls_refused: Callable[[tuple[str, int], BaseException], None] | None = None,
+                 handshake_timeout: float = 30.0, **kwargs: Any) -> None:
         self._reuse_port = reuse_port
+        self._on_tls_refused = on_tls_refused
+        self._handshake_timeout = handshake_timeout
         super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        """Accept; with TLS, wrap without handshaking: the handshake runs in the connection's own thread.
+
+        pynetdicom handshakes in ``accept``'s thread, so one client that never finishes its handshake would stop
+        the node accepting anyone else.
+        """
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Complete the TLS handshake (bounded by ``handshake_timeout``), then serve the association."""
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(self._handshake_timeout)
+                request.do_handshake()
+                request.settimeout(None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+                if self._on_tls_refused is not None:
+                    self._on_tls_refused(client_address, exc)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
 
     def server_bind(self) -> None:
         """Bind, with ``SO_REUSEPORT`` when asked (it must be set before ``bind``)."""
@@ -98,10 +134,81 @@ class DicomNode:
 
         # C-FIND reads the same catalog.
         self.query = QueryService(ingest.catalog, config.aet)
+        from dicom_ecg_node.services.outbox import Outbox, results_listener
+        from dicom_ecg_node.services.worklist import WorklistService
+
+        # Modality Worklist C-FIND (PS3.4 K) from the orders HL7 brought in; ORU^R01 results queued per stored ECG
+        # (sent by the one results sender of hl7.runtime.Hl7Node, whichever process stored it).
+        self.worklist = WorklistService(ingest.catalog)
+        if config.hl7_results_to:
+            ingest.listeners.append(results_listener(Outbox(ingest.catalog), config.hl7_results_to))
+        from dicom_ecg_node.services.analysis import AnalysisService
+
+        # Serial analysis (issue 6): a store listener hints a bounded background worker after the commit, so the
+        # C-STORE response never waits for the measurement.
+        self.analysis = AnalysisService(config, ingest) if config.analysis == "background" else None
+        if self.analysis is not None:
+            ingest.listeners.append(self.analysis.listener)
+        from dicom_ecg_node.services.clocks import ClockService
+        from dicom_ecg_node.services.mpps import MppsService
+        from dicom_ecg_node.services.reconcile import ReconcileService
+
+        # Device clocks (IHE Consistent Time) and reconciliation look at every stored instance after its commit,
+        # in the background dispatcher: the C-STORE response waits only for "stored" (file durable + row
+        # committed). Reconciliation runs first, the clock observation last: its row marks the work as done, so
+        # what a crash, a full queue or a stop left undone is caught up from the catalog (services/dispatch.py).
+        # MPPS N-CREATE / N-SET (PS3.4 F.7) report the carts' work to the worklist.
+        self.clocks = ClockService(ingest.catalog, config)
+        self.reconcile = ReconcileService(ingest.catalog, config)
+        self.dispatcher = self._derived_work_dispatcher(ingest, reuse_port)
+        ingest.listeners.append(self.dispatcher.listener)
+        self.mpps = MppsService(ingest.catalog)
+        from dicom_ecg_node.net.commitment import CommitmentSender
+        from dicom_ecg_node.services.commitment import CommitmentService
+
+        # Storage Commitment (PS3.4 J.3): N-ACTIONs are recorded by the handler; one background sender per
+        # process verifies and reports, started and stopped with the listener.
+        self.commitment = CommitmentService(ingest.catalog, ingest.archive)
+        self.commitment_sender = CommitmentSender(
+            self.commitment, ae_title=config.aet, max_pdu=config.max_pdu, acse_timeout=config.acse_timeout,
+            dimse_timeout=config.dimse_timeout, network_timeout=config.network_timeout)
+        from dicom_ecg_node.net.security import AssociationGuard
+        from dicom_ecg_node.services.audit import AuditLog
+        from dicom_ecg_node.services.security import AccessPolicy
+
+        # Who may connect and do what (the AE registry), limits, and the audit trail (DATA_DIR/audit).
+        self.audit = AuditLog.for_config(config)
+        self.commitment_sender.audit = self.audit  # commitment results go to the audit trail
+        self.guard = AssociationGuard(
+            AccessPolicy(ingest.catalog, accept_unknown=config.accept_unknown), self.audit, ingest.catalog,
+            max_associations_per_peer=config.max_associations_per_peer, max_object_size=config.max_object_size)
         self.reuse_port = reuse_port
         self.ae = build_ae(config)
+        self._tls_server: NodeAssociationServer | None = None  # the TLS listener when plaintext is on too
         self._server: NodeAssociationServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _derived_work_dispatcher(self, ingest: IngestService, reuse_port: bool) -> StoreDispatcher:
+        """The background dispatcher of the clock and reconciliation listeners, with its catalog catch-up."""
+        from pathlib import Path
+
+        from dicom_ecg_node.services.clocks import is_observed, unobserved_instances
+        from dicom_ecg_node.services.dispatch import StoreDispatcher
+        from dicom_ecg_node.services.ingest import StoreOutcome
+
+        catalog, archive = ingest.catalog, ingest.archive
+
+        def pending(after: int, before: Any, limit: int) -> list[tuple[int, StoreOutcome]]:
+            return [(r.id, StoreOutcome("stored", r.sop_class_uid, r.sop_instance_uid, r.study_instance_uid,
+                                        archive.resolve(r.path), r.size, r.sha256, (), 0.0))
+                    for r in unobserved_instances(catalog, after_id=after, received_before=before, limit=limit)]
+
+        return StoreDispatcher(
+            [self.reconcile.on_store, self.clocks.observe], pending=pending,
+            is_pending=lambda outcome: not is_observed(catalog, outcome.sop_instance_uid),
+            # Worker processes: another process's queue runs its own stores first; passes take turns.
+            settle_s=60.0 if reuse_port else 0.0,
+            lock_path=Path(self.config.data_dir) / ".derived-work.lock" if reuse_port else None)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -111,17 +218,55 @@ class DicomNode:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
-    def start(self) -> None:
-        """Bind the port and serve associations in background threads."""
-        server = self.ae.make_server(
-            (self.config.host, self.config.port),
-            evt_handlers=bind(self.ingest, self.retrieve, self.query),
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """The bound ``(host, port)`` of the TLS listener, ``None`` without TLS."""
+        server = self._tls_server or (self._server if not self.config.plaintext else None)
+        if server is None:
+            return None
+        host, port = server.server_address[:2]
+        return str(host), int(port)
+
+    def _make_server(self, port: int, handlers: list[Any], tls: bool) -> NodeAssociationServer:
+        from dicom_ecg_node.net.security import tls_context
+
+        cfg = self.config
+        return self.ae.make_server(
+            (cfg.host, port),
+            evt_handlers=handlers,
             server_class=NodeAssociationServer,
             reuse_port=self.reuse_port,
+            # PS3.15 B.1 / B.9: mutual certificate authentication on the TLS port.
+            ssl_context=tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if tls else None,  # type: ignore[arg-type]
+            on_tls_refused=self.guard.on_tls_refused,
+            handshake_timeout=cfg.acse_timeout,
         )
+
+    def start(self) -> None:
+        """Bind the port(s) and serve associations in background threads."""
+        handlers = bind(self.ingest, self.retrieve, self.query, mpps=self.mpps,
+                        commitment=(self.commitment, self.commitment_sender),
+                        guard=self.guard, worklist=self.worklist)
+        if self.config.accept_unknown:
+            log.warning("ACCESS CONTROL RELAXED: accept_unknown is on, any calling AE title is accepted with every "
+                        "permission; register the peers (ecg-node ae add) and switch it off")
+        if self.config.plaintext:
+            server = self._make_server(self.config.port, handlers, tls=False)
+            if self.config.tls:
+                self._tls_server = self._make_server(self.config.tls_port, handlers, tls=True)
+                threading.Thread(target=self._tls_server.serve_forever, name="ecg-node-tls-acceptor",
+                                 daemon=True).start()
+        else:
+            server = self._make_server(self.config.tls_port, handlers, tls=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="ecg-node-acceptor", daemon=True)
         self._thread.start()
+        if self.tls_address is not None:
+            log.info("DICOM TLS (mutual authentication) on %s:%d", *self.tls_address)
+        self.commitment_sender.start()  # resumes the reports left pending by a previous run
+        self.dispatcher.start()  # first catches up the derived work a previous run left undone
+        if self.analysis is not None:
+            self.analysis.start()  # first analyses what a previous run left unanalysed
         host, port = self.address
         log.info("listening as AE %r on %s:%d", self.config.aet, host, port)
 
@@ -131,6 +276,10 @@ class DicomNode:
         if server is None:
             return
         active = server.active_associations
+        tls_server, self._tls_server = self._tls_server, None
+        if tls_server is not None:
+            active += tls_server.active_associations
+            tls_server.shutdown()
         server.shutdown()  # stops accepting and closes the listening socket; running associations continue
         if self._thread is not None:
             self._thread.join()
@@ -141,6 +290,13 @@ class DicomNode:
             log.warning("aborting association with %r still running after %.0f s", assoc.requestor.ae_title,
                         grace_s)
             assoc.abort()
+        # After the associations: a requester still waiting for its report on one got it during the grace time.
+        self.commitment_sender.stop()
+        # The stores are over: run the queued derived work within the grace period; the rest is caught up at start.
+        self.dispatcher.stop(grace_s=grace_s)
+        if self.analysis is not None:
+            self.analysis.stop()  # the ECG in progress finishes; the rest stays pending in the catalog
+        self.audit.close()
         log.info("stopped")
 
     def serve_until(self, stop: threading.Event) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from dicom_ecg_node.errors import (
+    AccessDeniedError,
     ArchiveError,
     CatalogError,
     DatasetError,
     EcgNodeError,
     InstanceConflictError,
+    LimitExceededError,
     NotFoundError,
     QueryError,
     StorageFullError,
@@ -30,6 +32,9 @@ PROCESSING_FAILURE = 0x0110
 #: Most specific class first: the first match wins.
 STATUS_TABLE: tuple[tuple[type[EcgNodeError], int], ...] = (
     (StorageFullError, 0xA700),  # PS3.4 B.2.3 Refused: Out of Resources
+    # PS3.7 C.5.x general status Refused: Not authorized. (A C-MOVE refusal is 0xA801: see net/security.py.)
+    (AccessDeniedError, 0x0124),
+    (LimitExceededError, 0xA700),  # PS3.4 B.2.3 Refused: Out of Resources (object above max_object_size)
     (UnsupportedSOPClassError, 0x0122),  # PS3.7 C.5.x Refused: SOP Class not supported
     (UnreadableDatasetError, 0xC000),  # PS3.4 B.2.3 Error: Cannot understand
     (WaveformError, 0xA900),  # PS3.4 B.2.3 Error: Data Set does not match SOP Class

@@ -59,14 +59,52 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
     try:
         node = DicomNode(config, ingest, reuse_port=reuse_port)
         node.start()
+        # HL7 (MLLP listener, results sender) runs in one process only: here, unless this is a worker process
+        # (then the parent runs it, see run_node).
+        hl7 = None if reuse_port else _start_hl7(config, ingest.catalog, node.audit)
+        # The web viewer too runs in one process only (the parent with workers, polling the catalog).
+        web = None if reuse_port else _start_web(config, ingest.catalog, ingest)
         if ready is not None:
             ready.set()
         try:
             stop.wait()
         finally:
+            if web is not None:
+                web.stop()
+            if hl7 is not None:
+                hl7.stop()
             node.stop()
     finally:
         ingest.close()
+
+
+def _start_hl7(config: NodeConfig, catalog: Any, audit: Any) -> Any:
+    """Start the HL7 side (:class:`~dicom_ecg_node.hl7.runtime.Hl7Node`) when configured, else ``None``."""
+    if config.hl7_port is None and not config.hl7_results_to:
+        return None
+    from dicom_ecg_node.hl7.runtime import Hl7Node
+
+    hl7 = Hl7Node(config, catalog, audit=audit)
+    hl7.start()
+    return hl7
+
+
+def _start_web(config: NodeConfig, catalog: Any, ingest: Any = None) -> Any:
+    """Start the web viewer (:class:`~dicom_ecg_node.web.server.WebServer`) when ``http_port`` is set, else ``None``.
+
+    With ``ingest`` (this process stores), its stores wake the viewer's event streams at once; without, the
+    streams find new ECGs by polling the catalog.
+    """
+    if config.http_port is None:
+        return None
+    from dicom_ecg_node.services.events import EventHub
+    from dicom_ecg_node.web.server import start_web
+
+    hub = None
+    if ingest is not None:
+        hub = EventHub()
+        ingest.listeners.append(hub.store_listener)
+    return start_web(config, catalog, hub=hub)
 
 
 def _worker_main(config: NodeConfig, index: int) -> None:
@@ -105,8 +143,21 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
             serve_in_process(config, stop)
             return
         # Create or migrate the catalog once, before workers race to do it.
-        IngestService.open(config).close()
-        _run_workers(config, stop, workers)
+        ingest = IngestService.open(config)
+        from dicom_ecg_node.services.audit import AuditLog
+
+        audit = AuditLog.for_config(config)
+        hl7 = _start_hl7(config, ingest.catalog, audit)  # the parent runs HL7 for all workers
+        web = _start_web(config, ingest.catalog)  # and the web viewer, which polls the catalog for new ECGs
+        try:
+            _run_workers(config, stop, workers)
+        finally:
+            if web is not None:
+                web.stop()
+            if hl7 is not None:
+                hl7.stop()
+            audit.close()
+            ingest.close()
 
 
 def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> None:

@@ -27,6 +27,7 @@ import io
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -57,7 +58,7 @@ from dicom_ecg_node.errors import (
 )
 from dicom_ecg_node.waveform import Recording, decode
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
-from dicom_ecg_node.waveform.sopclass import ENCAPSULATED_PDF, is_waveform_class
+from dicom_ecg_node.waveform.sopclass import STORAGE_SOP_CLASSES, is_waveform_class
 
 logger = logging.getLogger("dicom_ecg_node.ingest")
 
@@ -204,6 +205,10 @@ class IngestService:
         self.catalog = catalog
         self.archive = archive
         self.quarantine = Quarantine(config.data_dir)
+        #: Called with each successful :class:`StoreOutcome` (duplicates included) after the commit; a listener's
+        #: error is logged and never turns a stored object into a failure. They run on the storing thread before
+        #: the C-STORE response: a slow one belongs in :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`.
+        self.listeners: list[Callable[[StoreOutcome], None]] = []
 
     @classmethod
     def open(cls, config: NodeConfig) -> IngestService:
@@ -280,7 +285,16 @@ class IngestService:
             raise
         logger.info("%s sop_class=%s sop_instance=%s from=%s@%s %.1f ms", outcome.status, outcome.sop_class_uid,
                     outcome.sop_instance_uid, sender_ae, sender_address, outcome.elapsed_ms)
+        self._notify(outcome)
         return outcome
+
+    def _notify(self, outcome: StoreOutcome) -> None:
+        """Run the store listeners (clock observation, reconciliation...); the object is stored whatever they do."""
+        for listener in self.listeners:
+            try:
+                listener(outcome)
+            except Exception:
+                logger.exception("store listener %r failed for sop_instance=%s", listener, outcome.sop_instance_uid)
 
     def _validate(self, data: bytes, sender_ae: str, sender_address: str, received_at: datetime, sha256: str,
                   ident: dict[str, str | None], expected_iuid: str | None,
@@ -297,9 +311,9 @@ class IngestService:
         warnings: list[str] = []
         try:
             cuid = validate_uid(raw_cuid, "SOPClassUID")
-            if not (is_waveform_class(cuid) or cuid == ENCAPSULATED_PDF):
+            if not (is_waveform_class(cuid) or cuid in STORAGE_SOP_CLASSES):
                 raise UnsupportedSOPClassError(f"SOPClassUID: {cuid} is not a waveform storage class or "
-                                               "Encapsulated PDF; this node does not store it")
+                                               "Encapsulated PDF or Comprehensive SR; this node does not store it")
             iuid = validate_uid(raw_iuid, "SOPInstanceUID")
             # PS3.4 B.2.3 / PS3.7 9.1.1: the dataset must be the one the request announced.
             if expected_cuid is not None and expected_cuid.rstrip("\0 ") != cuid:

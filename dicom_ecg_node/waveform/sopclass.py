@@ -149,8 +149,11 @@ def iod_violations(sop_class_uid: str | None, modality: str | None,
 #: Encapsulated PDF Storage (PS3.3 A.45.1): carts send their printed report beside the waveform.
 ENCAPSULATED_PDF = _PREFIX + "104.1"
 
+#: Comprehensive SR Storage (PS3.4 B.5, PS3.3 A.35.3): the node's own ECG reports (PS3.16 TID 3700), and carts'.
+COMPREHENSIVE_SR = _PREFIX + "88.33"
+
 #: Every SOP class the node accepts for storage.
-STORAGE_SOP_CLASSES: tuple[str, ...] = (*WAVEFORM_SOP_CLASSES, ENCAPSULATED_PDF)
+STORAGE_SOP_CLASSES: tuple[str, ...] = (*WAVEFORM_SOP_CLASSES, ENCAPSULATED_PDF, COMPREHENSIVE_SR)
 
 
 def is_waveform_class(uid: str | None) -> bool:
