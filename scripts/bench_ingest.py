@@ -93,9 +93,13 @@ def run_storescu(port: int, aet: str, files: list[Path], streams: int) -> float:
 def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TCP_NODELAY="1")
+    # The node's background serial analysis (~0.1 s of CPU per ECG) would compete with the receiver for the cores
+    # during the measurement; it is measured by scripts/bench_serial.py instead. Set ECG_NODE_ANALYSIS to override.
+    env.setdefault("ECG_NODE_ANALYSIS", "off")
     if kind == "ecg-node":
+        # storescu's calling AE is not registered: --accept-unknown (the node refuses unknown AEs by default).
         cmd = [PY, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-               str(out), "--workers", str(workers), "--log-level", "WARNING"]
+               str(out), "--workers", str(workers), "--log-level", "WARNING", "--accept-unknown"]
         aet = "ECGNODE"
     elif kind == "dcmtk-storescp":
         cmd = ["storescp", "-od", str(out), "--max-pdu", "131072", str(port)]

@@ -5,14 +5,25 @@ The catalog models an archive that grows by 10,000 ECGs a year (so a catalog of 
 ending in 2026), one ECG per study, about five ECGs per patient. For each query the script reports the median and
 p95 round trip of C-FIND on an already open pynetdicom association (answers included), the whole-process time of
 DCMTK ``findscu`` for the same query (median of runs), and a C-ECHO baseline (``echoscu``). The node runs in its
-own process (``ecg-node serve``). Rows are catalog rows only (no files: C-FIND never reads them).
+own process (``ecg-node serve``, strict access control: the benchmark's calling AE titles are registered with
+``ecg-node ae add`` first). Rows are catalog rows only (no files: C-FIND never reads them).
 
-Usage: .venv/bin/python scripts/bench_query.py [--sizes 10000 100000] [--repeat 30] [--keep DIR]
+With ``--orthanc``, the same run also compares the node with Orthanc (Debian package ``orthanc``, installed with
+apt-get only when missing and only then; started with its own config in a temp dir, on loopback ports chosen free):
+``--orthanc-files`` real synthetic ECGs (``ecg-node synth``) are sent with DCMTK ``storescu -R`` to both, then the
+same DCMTK ``findscu`` queries (exact PatientID at STUDY level, PatientName wildcard, StudyDate range, all studies of
+one year) run whole-process against both, interleaved, ``--orthanc-repeat`` times each; the script prints the
+medians, the ratio node/Orthanc (target: no worse than 1.0) and the ``echoscu`` C-ECHO baseline of each.
+
+Usage: .venv/bin/python scripts/bench_query.py [--sizes 10000 100000] [--keep DIR]
+           [--orthanc [--orthanc-files 2000] [--orthanc-repeat 10]]
+       (``--sizes`` with no value skips the catalog part, e.g. ``--orthanc --sizes``)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -48,6 +59,19 @@ SURNAMES = ["SMITH", "JONES", "MÜLLER", "GARCIA", "NGUYEN", "KIM", "DUBOIS", "R
 GIVEN = ["JOHN", "JANE", "ALI", "MARIA", "LI", "OMAR", "ANNA", "PAUL", "SARA", "TOM"]
 ZONES = [timezone(timedelta(hours=h)) for h in (-8, -5, -4, 0, 1, 2)] + [timezone(timedelta(hours=5, minutes=30))]
 PER_YEAR = 10_000
+CALLER = "BENCHSCU"  # calling AE title of every DCMTK tool and pynetdicom SCU of the benchmarks
+ENV = dict(os.environ, TCP_NODELAY="1")  # every DCMTK process and Orthanc: without it DIMSE messages wait on Nagle
+# Orthanc configuration: /work/shared/peers/orthanc.json (the peers' working example), with its storage directory,
+# ports and modalities filled in by orthanc_config(). Only loopback is used; RemoteAccessAllowed stays false.
+ORTHANC_BASE: dict[str, object] = {
+    "Name": "ECGBENCH", "StorageCompression": False, "Plugins": [], "HttpServerEnabled": True,
+    "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "OrthancExplorerEnabled": False,
+    "WebDavEnabled": False, "DicomServerEnabled": True, "DicomAet": "ORTHANC", "DicomCheckCalledAet": False,
+    "UnknownSopClassAccepted": False, "DicomAlwaysAllowStore": True, "DicomAlwaysAllowFind": False,
+    "DicomAlwaysAllowMove": False, "DicomCheckModalityHost": False, "StorageAccessOnFind": "Always",
+    "SyncStorageArea": True, "OverwriteInstances": False, "SynchronousCMove": True, "MaximumPduLength": 16384,
+    "StableAge": 60, "MetricsEnabled": True,
+}
 
 
 def free_port() -> int:
@@ -56,6 +80,121 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_echo(port: int, proc: subprocess.Popen[bytes], called: str, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            echo("127.0.0.1", port, called_aet=called, calling_aet=CALLER, timeout=2)
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not answer C-ECHO within {timeout:.0f} s") from None
+            time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group started for ``proc`` (its own session), SIGKILL after 60 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def register_aes(data: Path, peers: list[tuple[str, int, str]]) -> None:
+    """Register (title, port, permissions) on 127.0.0.1 in the node's catalog (already registered: left alone)."""
+    listed = subprocess.run([PY, "-m", "dicom_ecg_node", "ae", "list", "--data-dir", str(data)], check=True,
+                            capture_output=True, text=True).stdout.split()
+    for title, port, allow in peers:
+        if title not in listed:
+            subprocess.run([PY, "-m", "dicom_ecg_node", "ae", "add", title, "--host", "127.0.0.1", "--port",
+                            str(port), "--allow", allow, "--description", "benchmark", "--data-dir", str(data)],
+                           check=True, stdout=subprocess.DEVNULL)
+
+
+#: The node's background serial analysis (~0.13 s of CPU per stored ECG here) is off in the benchmarks unless the
+#: caller's environment sets ECG_NODE_ANALYSIS: after a bulk store it would otherwise run for minutes on the shared
+#: cores, inside the query and retrieve measurements (Orthanc has no such work).
+NODE_ANALYSIS = os.environ.get("ECG_NODE_ANALYSIS", "off")
+
+
+def start_node(data: Path, port: int) -> subprocess.Popen[bytes]:
+    """``ecg-node serve`` on 127.0.0.1:``port`` (strict: only registered AEs), ready to answer."""
+    proc = subprocess.Popen([PY, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--data-dir", str(data), "--workers", "1", "--log-level", "WARNING"],
+                            env=dict(ENV, ECG_NODE_ANALYSIS=NODE_ANALYSIS), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_echo(port, proc, "ECGNODE", "ecg-node serve")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def ensure_orthanc() -> str | None:
+    """Path of the Orthanc executable; installs the Debian package when missing and possible, else None."""
+    exe = shutil.which("Orthanc")
+    if exe:
+        return exe
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("Orthanc is not installed and cannot be installed here (needs apt-get as root): "
+              "skipping the Orthanc comparison", file=sys.stderr)
+        return None
+    print("Orthanc is missing: apt-get install -y orthanc (the package's own service is not used)", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "orthanc"]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"apt-get install orthanc failed ({result.returncode}): {result.stderr[-500:]}\n"
+                  "skipping the Orthanc comparison", file=sys.stderr)
+            return None
+    return shutil.which("Orthanc")
+
+
+def start_orthanc(exe: str, work: Path, modalities: dict[str, tuple[str, int]]) -> tuple[subprocess.Popen[bytes], int]:
+    """Orthanc with its own config and storage in ``work``, on free loopback ports; returns (process, DICOM port).
+
+    ``modalities``: name -> (AE title, port) on 127.0.0.1, the callers of C-FIND/C-MOVE and the move destinations.
+    """
+    storage = work / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    dicom_port, http_port = free_port(), free_port()
+    while http_port == dicom_port:
+        http_port = free_port()
+    cfg = dict(ORTHANC_BASE, StorageDirectory=str(storage), IndexDirectory=str(storage), DicomPort=dicom_port,
+               HttpPort=http_port,
+               DicomModalities={k: [aet, "127.0.0.1", p] for k, (aet, p) in modalities.items()})
+    (work / "orthanc.json").write_text(json.dumps(cfg, indent=2))
+    log = open(work / "orthanc.log", "wb")  # noqa: SIM115 (kept open for the child)
+    proc = subprocess.Popen([exe, str(work / "orthanc.json")], env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+    try:
+        wait_echo(dicom_port, proc, "ORTHANC", f"Orthanc (log: {work / 'orthanc.log'})")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, dicom_port
+
+
+def store_files(port: int, aec: str, files: list[Path]) -> float:
+    """DCMTK storescu -R, one association; the wall time in seconds (any failure status raises)."""
+    t = time.perf_counter()
+    result = subprocess.run(["storescu", "-R", "-aet", CALLER, "-aec", aec, "--max-send-pdu", "131072",
+                             "127.0.0.1", str(port), *map(str, files)], env=ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if result.returncode != 0:
+        raise RuntimeError(f"storescu to {aec} failed ({result.returncode}): {result.stderr[-500:]}")
+    return elapsed
 
 
 def fill(url: str, n: int, seed: int = 1) -> None:
@@ -124,8 +263,8 @@ def pct(values: list[float], p: float) -> float:
 
 
 def bench(port: int, n: int) -> list[dict[str, object]]:
-    env = dict(os.environ, TCP_NODELAY="1")
-    ae = AE(ae_title="BENCH")
+    env = ENV
+    ae = AE(ae_title=CALLER)
     ae.add_requested_context(SrFind)
     ext = SOPClassExtendedNegotiation()
     ext.sop_class_uid = SrFind
@@ -149,7 +288,7 @@ def bench(port: int, n: int) -> list[dict[str, object]]:
                     raise RuntimeError(f"{label}: status 0x{int(got[-1].Status):04X}")
             fs = None
             if not relational:  # findscu cannot negotiate relational queries
-                args = ["findscu", "-S", "-aec", "ECGNODE", "127.0.0.1", str(port)]
+                args = ["findscu", "-S", "-aet", CALLER, "-aec", "ECGNODE", "127.0.0.1", str(port)]
                 for k, v in keys.items():
                     args += ["-k", f"{k}={v}" if v else k]
                 runs = []
@@ -165,18 +304,151 @@ def bench(port: int, n: int) -> list[dict[str, object]]:
     runs = []
     for _ in range(10):
         t = time.perf_counter()
-        subprocess.run(["echoscu", "-aec", "ECGNODE", "127.0.0.1", str(port)], env=env, check=True)
+        subprocess.run(["echoscu", "-aet", CALLER, "-aec", "ECGNODE", "127.0.0.1", str(port)], env=env, check=True)
         runs.append((time.perf_counter() - t) * 1e3)
     rows.append({"n": n, "query": "C-ECHO baseline (echoscu)", "answers": 0, "median_ms": None, "p95_ms": None,
                  "findscu_ms": statistics.median(runs)})
     return rows
 
 
+def orthanc_queries(files: list[Path]) -> list[tuple[str, dict[str, str]]]:
+    """The comparison's STUDY-level queries, with values taken from the synthetic files themselves."""
+    import pydicom
+
+    heads = [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["PatientID", "PatientName", "StudyDate"])
+             for f in files]
+    pick = heads[len(heads) // 2]
+    family, _, given = str(pick.PatientName).partition("^")
+    dates = sorted(str(h.StudyDate) for h in heads)
+    start = datetime.strptime(dates[len(dates) // 2], "%Y%m%d")
+    week = f"{start:%Y%m%d}-{start + timedelta(days=6):%Y%m%d}"
+    year = start.year
+    study_keys = {"StudyInstanceUID": "", "StudyDate": "", "StudyTime": "", "PatientName": "",
+                  "AccessionNumber": "", "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}
+    name = f"{family}^{given[:1]}*"
+    return [
+        ("exact PatientID, STUDY", {"QueryRetrieveLevel": "STUDY", **study_keys, "PatientID": str(pick.PatientID)}),
+        (f"PatientName wildcard ({name})", {"QueryRetrieveLevel": "STUDY", **study_keys, "PatientName": name}),
+        ("StudyDate range (1 week)", {"QueryRetrieveLevel": "STUDY", **study_keys, "StudyDate": week}),
+        (f"ECG studies of {year}", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
+                                    "StudyDate": f"{year}0101-{year}1231", "ModalitiesInStudy": "ECG"}),
+    ]
+
+
+def count_answers(port: int, aec: str, keys: dict[str, str]) -> int:
+    """Pending answers of one Study Root C-FIND (pynetdicom): checks both peers hold the same data."""
+    ae = AE(ae_title=CALLER)
+    ae.add_requested_context(SrFind)
+    assoc = ae.associate("127.0.0.1", port, ae_title=aec, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+    if not assoc.is_established:
+        raise RuntimeError(f"association with {aec} failed")
+    try:
+        got = [s for s, _ in assoc.send_c_find(_ds(keys), SrFind)]
+    finally:
+        assoc.release()
+    if not got or int(got[-1].Status) != 0:
+        raise RuntimeError(f"C-FIND to {aec}: final status {got[-1].Status if got else 'none'}")
+    return len(got) - 1
+
+
+def run_ms(args: list[str]) -> float:
+    t = time.perf_counter()
+    result = subprocess.run(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.perf_counter() - t) * 1e3
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:6])}... failed ({result.returncode}): {result.stderr[-300:]!r}")
+    return elapsed
+
+
+def compare_orthanc(exe: str, root: Path, n_files: int, repeat: int) -> None:
+    """Same files into the node and Orthanc, then the same whole-process findscu queries against both."""
+    src = root / "ecgs"
+    if not src.exists():
+        t = time.perf_counter()
+        subprocess.run([PY, "-m", "dicom_ecg_node", "synth", str(src), "--count", str(n_files), "--patients",
+                        str(max(1, n_files // 5)), "--no-median", "--seed", "1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        print(f"synthesised {n_files} ECGs in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    files = sorted(src.glob("*.dcm"))[:n_files]
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    qs = orthanc_queries(files)
+    node_data, orthanc_dir = root / "node", root / "orthanc"
+    shutil.rmtree(node_data, ignore_errors=True)
+    shutil.rmtree(orthanc_dir, ignore_errors=True)
+    node_data.mkdir(parents=True)
+    register_aes(node_data, [(CALLER, 11111, "echo,store,find")])
+    node_port = free_port()
+    node = start_node(node_data, node_port)
+    orthanc = None
+    try:
+        orthanc, orthanc_port = start_orthanc(exe, orthanc_dir, {"bench": (CALLER, 11111)})
+        targets = [("ecg-node", "ECGNODE", node_port), ("Orthanc", "ORTHANC", orthanc_port)]
+        print(f"\nOrthanc comparison: {len(files)} synthetic ECGs ({mb:.0f} MB), sent with storescu -R to both; "
+              f"findscu whole process, median of {repeat} interleaved runs; {os.cpu_count()} CPUs; "
+              f"node analysis={NODE_ANALYSIS}")
+        for label, aec, port in targets:
+            secs = store_files(port, aec, files)
+            print(f"  stored into {label:<8} {len(files) / secs:7.1f} files/s ({secs:.1f} s, one association)")
+        echo_runs: list[list[float]] = [[], []]
+
+        def echoes_round() -> None:  # C-ECHO baseline, before and after the queries (the machine is shared)
+            for _ in range(repeat):
+                for i, (_, aec, port) in enumerate(targets):
+                    echo_runs[i].append(run_ms(["echoscu", "-aet", CALLER, "-aec", aec, "127.0.0.1", str(port)]))
+
+        echoes_round()
+        results: list[tuple[str, list[int], list[float]]] = []
+        for label, keys in qs:
+            answers = [count_answers(port, aec, keys) for _, aec, port in targets]  # also a warm-up
+            argv = []
+            for _, aec, port in targets:
+                a = ["findscu", "-S", "-aet", CALLER, "-aec", aec, "127.0.0.1", str(port)]
+                for k, v in keys.items():
+                    a += ["-k", f"{k}={v}" if v else k]
+                argv.append(a)
+            runs: list[list[float]] = [[], []]
+            for _ in range(repeat):
+                for i, a in enumerate(argv):
+                    runs[i].append(run_ms(a))
+            results.append((label, answers, [statistics.median(r) for r in runs]))
+        echoes_round()
+        echoes = [statistics.median(r) for r in echo_runs]
+    finally:
+        stop(node)
+        if orthanc is not None:
+            stop(orthanc)
+    print(f"  {'query (findscu -S, whole process)':<36} {'answers':>11} {'node ms':>8} {'Orthanc ms':>10} "
+          f"{'node/Orthanc':>12} {'over C-ECHO node/Orthanc ms':>28}")
+    worst = 0.0
+    for label, answers, (n_ms, o_ms) in results:
+        same = "" if answers[0] == answers[1] else " !"
+        ratio = n_ms / o_ms
+        worst = max(worst, ratio)
+        print(f"  {label:<36} {answers[0]:>5}/{answers[1]:<5}{same} {n_ms:8.1f} {o_ms:10.1f} {ratio:11.2f}x "
+              f"{n_ms - echoes[0]:13.1f} / {o_ms - echoes[1]:.1f}")
+        if same:
+            print(f"    ! the node and Orthanc return different answer counts for {label!r}")
+    echo_label = f"C-ECHO baseline (echoscu, {2 * repeat} runs)"
+    print(f"  {echo_label:<36} {'':>11} {echoes[0]:8.1f} {echoes[1]:10.1f} {echoes[0] / echoes[1]:11.2f}x")
+    verdict = "meets" if worst <= 1.0 else "MISSES"
+    print(f"  worst findscu ratio node/Orthanc: {worst:.2f}x ({verdict} the target of no worse than 1.0)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000],
+                        help="Catalog sizes (none: only the Orthanc comparison).")
     parser.add_argument("--keep", type=Path, default=None, help="Keep (and reuse) catalogs in this directory.")
+    parser.add_argument("--orthanc", action="store_true",
+                        help="Also compare findscu against Orthanc (installed with apt-get if missing).")
+    parser.add_argument("--orthanc-files", type=int, default=2000, help="Synthetic ECGs sent to both (default 2000).")
+    parser.add_argument("--orthanc-repeat", type=int, default=10, help="findscu runs per query and peer (default 10).")
     args = parser.parse_args()
+    missing = [t for t in ("findscu", "echoscu", *(("storescu",) if args.orthanc else ())) if shutil.which(t) is None]
+    if missing:
+        print(f"DCMTK {', '.join(missing)} required (apt-get install dcmtk)", file=sys.stderr)
+        return 2
+    orthanc_exe = ensure_orthanc() if args.orthanc else None
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-query-"))
     all_rows = []
     try:
@@ -188,27 +460,21 @@ def main() -> int:
                 t = time.perf_counter()
                 fill(url, n)
                 print(f"filled {n} instances in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            register_aes(data, [(CALLER, 11111, "echo,find")])  # the node refuses unregistered calling AEs
             port = free_port()
-            proc = subprocess.Popen([PY, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                     "--data-dir", str(data), "--workers", "1", "--log-level", "WARNING"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            proc = start_node(data, port)
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        echo("127.0.0.1", port, called_aet="ECGNODE", timeout=2)
-                        break
-                    except Exception:
-                        if time.monotonic() > deadline or proc.poll() is not None:
-                            raise
-                        time.sleep(0.05)
                 all_rows += bench(port, n)
             finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+                stop(proc)
+        if orthanc_exe is not None:
+            compare_orthanc(orthanc_exe, root / f"orthanc-{args.orthanc_files}", args.orthanc_files,
+                            args.orthanc_repeat)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+    if not all_rows:
+        return 0
     print(f"{'instances':>9}  {'query':<34} {'answers':>7} {'median ms':>9} {'p95 ms':>8} {'findscu ms':>10}")
     for r in all_rows:
         def f(v: object) -> str:
