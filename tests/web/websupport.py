@@ -46,13 +46,16 @@ class Response:
 class Client:
     """A minimal cookie-keeping HTTP client on ``http.client`` (no redirects followed; httpx is not installed)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, ssl_context: Any = None) -> None:
         self.host, self.port = host, port
+        self.ssl_context = ssl_context  # HTTPS when given
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Response:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        conn: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=30, context=self.ssl_context)
+            if self.ssl_context is not None else http.client.HTTPConnection(self.host, self.port, timeout=30))
         try:
             hdrs = dict(headers or {})
             if self.cookies:
@@ -108,9 +111,9 @@ class WebNode:
     def base_url(self) -> str:
         return self.web.url.rstrip("/")
 
-    def client(self) -> Client:
+    def client(self, ssl_context: Any = None) -> Client:
         host, port = self.web.address
-        return Client(host, port)
+        return Client(host, port, ssl_context)
 
     def store(self, data: bytes) -> Any:
         return self.ingest.store(data, sender_ae="TESTCART", sender_address="127.0.0.1")
