@@ -9,6 +9,13 @@ Success, Warning 0xB000 with the Failed SOP Instance UID List (some failed) or F
 failed; PS3.4 Table C.4-2 "Unable to perform sub-operations"). A C-CANCEL is honoured between two
 sub-operations by yielding 0xFE00: pynetdicom answers Cancel with the counts and the failed UIDs so far.
 
+C-MOVE sub-operations run on pynetdicom's sub-association from the C-MOVE handler's thread while that
+association's reactor thread runs too; pynetdicom's reactor pause has a gap in which the reactor can take a
+C-STORE-RSP meant for ``send_c_store`` (seen under CPU load: "Received unexpected C-STORE service message", a 60 s
+DIMSE timeout, the sub-association aborted, 0xB000). The sub-association therefore gets a
+:class:`~dicom_ecg_node.net.reactorgate.ReactorGate` from ``EVT_CONN_OPEN``. C-GET sends on the requesting
+association from that association's own reactor thread (the handler runs there), so no reactor competes.
+
 Errors before any sub-operation (invalid identifier, catalog down) are raised inside the generator: pynetdicom
 answers a 0xCxxx "Unable to process" failure without contacting the destination (its handler protocol has no
 way to send 0xA900 with an Error Comment before the sub-operations start); the reason goes to the node log.
@@ -32,6 +39,7 @@ from pynetdicom.sop_class import (
 
 from dicom_ecg_node.errors import AccessDeniedError, EcgNodeError, NotFoundError
 from dicom_ecg_node.net.handlers import set_nodelay
+from dicom_ecg_node.net.reactorgate import gate_reactor
 from dicom_ecg_node.net.status import failure_status
 from dicom_ecg_node.services.retrieve import RetrievePlan, candidate_syntaxes
 
@@ -159,7 +167,9 @@ def handle_move(event: Event, retrieve: RetrieveService, guard: AssociationGuard
         "contexts": move_contexts(plan) if plan.count else None,
         "max_pdu": event.assoc.ae.maximum_pdu_size,
         # The sub-association sends many small DIMSE messages: without TCP_NODELAY each waits on Nagle.
-        "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
+        # Its reactor must really be parked while pynetdicom's send_c_store waits for each C-STORE-RSP, or it
+        # may take the response and drop it (see dicom_ecg_node.net.reactorgate).
+        "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_CONN_OPEN, gate_reactor)],
     }
     yield dest.host, dest.port, kwargs
     yield plan.count
