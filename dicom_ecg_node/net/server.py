@@ -142,12 +142,13 @@ class DicomNode:
         self.worklist = WorklistService(ingest.catalog)
         if config.hl7_results_to:
             ingest.listeners.append(results_listener(Outbox(ingest.catalog), config.hl7_results_to))
-        from dicom_ecg_node.services.analysis import AnalysisService
-
         # Serial analysis (issue 6): a store listener hints a bounded background worker after the commit, so the
-        # C-STORE response never waits for the measurement.
-        self.analysis = AnalysisService(config, ingest) if config.analysis == "background" else None
-        if self.analysis is not None:
+        # C-STORE response never waits for the measurement. Imported only when on: it brings scipy (~60 MB).
+        self.analysis = None
+        if config.analysis == "background":
+            from dicom_ecg_node.services.analysis import AnalysisService
+
+            self.analysis = AnalysisService(config, ingest)
             ingest.listeners.append(self.analysis.listener)
         from dicom_ecg_node.services.clocks import ClockService
         from dicom_ecg_node.services.mpps import MppsService
