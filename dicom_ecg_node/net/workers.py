@@ -107,8 +107,24 @@ def _start_web(config: NodeConfig, catalog: Any, ingest: Any = None) -> Any:
     return start_web(config, catalog, hub=hub)
 
 
+def quiet_pynetdicom() -> None:
+    """Switch off pynetdicom's per-message logging in this (node) process.
+
+    pynetdicom formats every C-FIND answer's and request's identifier (``pretty_dataset``) and every DIMSE message
+    for its debug log even when that level is hidden: a cost on every answer and store, and patient data in a log
+    that must not carry it. The node logs what it needs itself (associations, stored objects, refusals, audit).
+    Called at the start of a serving process, never at import.
+    """
+    from pynetdicom import _config
+
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+
+
 def _worker_main(config: NodeConfig, index: int) -> None:
     _die_with_parent()
+    quiet_pynetdicom()
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s[w{index}]: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S")
@@ -132,6 +148,7 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
     ConfigError
         Several workers asked for with port 0 (each would bind a different port).
     """
+    quiet_pynetdicom()
     from dicom_ecg_node.services.ingest import IngestService
     from dicom_ecg_node.services.maintenance import node_session
 
