@@ -492,7 +492,11 @@ def pn_groups(value: str) -> list[str]:
     return [*groups, "", "", ""][:max(3, len(groups))]
 
 
-def _match_scalar(kind: Kind, constraint: Constraint, value: Any) -> bool:
+def match_scalar(kind: Kind, constraint: Constraint, value: Any) -> bool:
+    """Whether one stored ``value`` of ``kind`` meets ``constraint`` (PS3.4 C.2.2.2), in memory.
+
+    The rule set the :func:`matches` oracle applies to every scalar; the worklist's oracle uses it too.
+    """
     if isinstance(constraint, Universal):
         return True
     if kind is Kind.PN:
@@ -560,7 +564,7 @@ def matches(conditions: Sequence[Condition], record: Mapping[str, Any]) -> bool:
                 if not any(matches(c.items, item) for item in items):
                     return False
                 continue
-            if not any(_match_scalar(FIELDS[cond.field], c, v) for v in items):
+            if not any(match_scalar(FIELDS[cond.field], c, v) for v in items):
                 return False
             continue
         kind = FIELDS.get(cond.field) or ITEM_FIELDS[cond.field]
@@ -568,7 +572,7 @@ def matches(conditions: Sequence[Condition], record: Mapping[str, Any]) -> bool:
             # Combined Study Date + Study Time: only studies that have a date (the formatter concatenates).
             date = record.get("study_date")
             value = None if not date else date + (record.get("study_time") or "")
-        if not _match_scalar(kind, c, value):
+        if not match_scalar(kind, c, value):
             return False
     return True
 

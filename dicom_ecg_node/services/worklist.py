@@ -41,9 +41,9 @@ from dicom_ecg_node.catalog.query import (
     SingleValue,
     Universal,
     combine_date_time,
+    match_scalar,  # the oracle's one scalar rule set
     parse_constraint,
 )
-from dicom_ecg_node.catalog.query import _match_scalar as match_scalar  # the oracle's one scalar rule set
 from dicom_ecg_node.catalog.sql import SqlFormatter, reading
 from dicom_ecg_node.errors import EcgNodeError, NotFoundError, QueryError
 from dicom_ecg_node.services.patients import write_transaction
