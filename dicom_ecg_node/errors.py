@@ -12,7 +12,8 @@ exit code.
     ├── WaveformError               waveform object cannot be decoded faithfully
     ├── DatasetError                identifying attributes missing or invalid (not a waveform-specific problem)
     │   ├── UnreadableDatasetError  the bytes are not a parseable DICOM dataset
-    │   └── UnsupportedSOPClassError
+    │   ├── UnsupportedSOPClassError
+    │   └── CommitmentRequestError  an N-ACTION Request Storage Commitment refused (reason: N-ACTION status)
     ├── ArchiveError                file placement, write, read or checksum failure
     │   └── StorageFullError        no space left (DIMSE 0xA700)
     ├── CatalogError                database failure
@@ -21,10 +22,17 @@ exit code.
     ├── QueryError                  invalid C-FIND / C-MOVE / C-GET identifier
     ├── NotFoundError               a requested UID, patient or AE is unknown
     │   └── UnknownAEError          the AE title is not registered (C-MOVE destination: 0xA801)
-    ├── AccessDeniedError           the caller may not connect or do this (0x0124 Refused: Not authorized)
-    ├── LimitExceededError          a limit against abuse was exceeded (C-STORE too large: 0xA700)
+    ├── AccessDeniedError           the caller may not do this (0x0124)
+    ├── LimitExceededError          a configured limit (object size, associations) is exceeded
     ├── AnalysisError               a recording cannot be measured (too short, no beats, leads missing...)
-    └── RenderError                 a printout cannot be laid out as asked
+    ├── RenderError                 a printout cannot be laid out as asked
+    ├── MppsError                   an MPPS N-CREATE / N-SET cannot be honoured
+    │   ├── MppsDuplicateError, MppsFinalError
+    │   ├── MppsNotFoundError       (also a NotFoundError)
+    │   └── MppsAttributeError      (also a DatasetError)
+    ├── MergeError                  an HL7 A40 merge cannot be done or undone
+    ├── OrderError                  an HL7 order cannot be applied
+    └── ReconcileError              a review item cannot be accepted or re-linked
 """
 
 from __future__ import annotations
@@ -158,3 +166,51 @@ class LimitExceededError(EcgNodeError):
     def __init__(self, message: str, *, limit: str) -> None:
         self.limit = limit
         super().__init__(message)
+
+
+class CommitmentRequestError(DatasetError):
+    """An N-ACTION Request Storage Commitment the node refuses.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong (becomes the Error Comment).
+    reason : {"no-such-argument", "invalid-argument", "duplicate-transaction"}
+        Machine-readable cause; the network edge maps it to an N-ACTION status (PS3.7 10.1.4.1.10).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class MppsError(EcgNodeError):
+    """An MPPS request that cannot be honoured (base of the MPPS errors)."""
+
+
+class MppsDuplicateError(MppsError):
+    """N-CREATE of a SOP Instance UID that already exists (PS3.7 C.4.4: 0111H)."""
+
+
+class MppsFinalError(MppsError):
+    """N-SET of an instance already COMPLETED or DISCONTINUED (PS3.4 F.7.2.2.2: 0110H, Error ID A710H)."""
+
+
+class MppsNotFoundError(MppsError, NotFoundError):
+    """N-SET of an unknown SOP Instance UID (PS3.7 C.4.6: 0112H)."""
+
+
+class MppsAttributeError(MppsError, DatasetError):
+    """An attribute value the SOP class does not allow (PS3.7 C.4.2: 0106H)."""
+
+
+class MergeError(EcgNodeError):
+    """A merge cannot be done or undone as asked (circular, into itself, already undone...)."""
+
+
+class OrderError(EcgNodeError):
+    """An order message cannot be applied (unknown order, duplicate new order, unknown order control...)."""
+
+
+class ReconcileError(EcgNodeError):
+    """A review item cannot be accepted or re-linked as asked."""

@@ -46,7 +46,14 @@ import peewee as pw
 from pydicom.dataset import Dataset
 
 from dicom_ecg_node.catalog.registry import AERegistry, RegisteredAE, normalize_ae_title
-from dicom_ecg_node.errors import ArchiveError, CatalogError, ConfigError, DatasetError, NotFoundError
+from dicom_ecg_node.errors import (
+    ArchiveError,
+    CatalogError,
+    CommitmentRequestError,
+    ConfigError,
+    DatasetError,
+    NotFoundError,
+)
 from dicom_ecg_node.services.ingest import validate_uid
 
 if TYPE_CHECKING:
@@ -75,20 +82,7 @@ _IN_CHUNK = 500  # UIDs per IN (...) list: far below SQLite's bound-parameter li
 _ERROR_MAX = 500
 
 
-class CommitmentRequestError(DatasetError):
-    """An N-ACTION Request Storage Commitment the node refuses.
 
-    Parameters
-    ----------
-    message : str
-        What is wrong (becomes the Error Comment).
-    reason : {"no-such-argument", "invalid-argument", "duplicate-transaction"}
-        Machine-readable cause; the network edge maps it to an N-ACTION status (PS3.7 10.1.4.1.10).
-    """
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,14 @@ import peewee as pw
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from dicom_ecg_node.errors import CatalogError, DatasetError, EcgNodeError, NotFoundError
+from dicom_ecg_node.errors import (
+    CatalogError,
+    MppsAttributeError,
+    MppsDuplicateError,
+    MppsError,
+    MppsFinalError,
+    MppsNotFoundError,
+)
 
 if TYPE_CHECKING:
     from dicom_ecg_node.catalog import Catalog
@@ -48,24 +55,19 @@ FINAL_STATUSES = (COMPLETED, DISCONTINUED)
 StepStatusCallback = Callable[[str, "MppsStepRef"], int]
 
 
-class MppsError(EcgNodeError):
-    """An MPPS request that cannot be honoured (base of the MPPS errors)."""
 
 
-class MppsDuplicateError(MppsError):
-    """N-CREATE of a SOP Instance UID that already exists (PS3.7 C.4.4: 0111H)."""
 
 
-class MppsFinalError(MppsError):
-    """N-SET of an instance already COMPLETED or DISCONTINUED (PS3.4 F.7.2.2.2: 0110H, Error ID A710H)."""
 
 
-class MppsNotFoundError(MppsError, NotFoundError):
-    """N-SET of an unknown SOP Instance UID (PS3.7 C.4.6: 0112H)."""
 
 
-class MppsAttributeError(MppsError, DatasetError):
-    """An attribute value the SOP class does not allow (PS3.7 C.4.2: 0106H)."""
+
+
+
+
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,7 @@ from typing import Any
 import peewee as pw
 
 from dicom_ecg_node.catalog import Catalog, normalize_person_name
-from dicom_ecg_node.errors import CatalogError, EcgNodeError, NotFoundError
-
-
-class MergeError(EcgNodeError):
-    """A merge cannot be done or undone as asked (circular, into itself, already undone...)."""
-
+from dicom_ecg_node.errors import CatalogError, MergeError, NotFoundError
 
 #: Marks a value the sender explicitly cleared (HL7 ``""``, v2.5.1 2.5.3), as opposed to a value not sent.
 CLEARED = '""'

@@ -61,7 +61,7 @@ from pydicom.uid import generate_uid
 
 from dicom_ecg_node.catalog.models import normalize_person_name
 from dicom_ecg_node.config import NodeConfig
-from dicom_ecg_node.errors import CatalogError, DatasetError, EcgNodeError, NotFoundError
+from dicom_ecg_node.errors import CatalogError, DatasetError, NotFoundError, ReconcileError
 from dicom_ecg_node.services.clocks import read_header
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ CLOSED_ORDER_STATUSES = ("COMPLETED", "DISCONTINUED", "CANCELLED")
 WEIGHTS = {"patient_id": 30, "name": 25, "birth_date": 20, "sex": 5, "order": 20}
 
 
-class ReconcileError(EcgNodeError):
-    """A review item cannot be accepted or re-linked as asked."""
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from dicom_ecg_node.catalog.query import (
     parse_constraint,
 )
 from dicom_ecg_node.catalog.sql import SqlFormatter, reading
-from dicom_ecg_node.errors import EcgNodeError, NotFoundError, QueryError
+from dicom_ecg_node.errors import NotFoundError, OrderError, QueryError
 from dicom_ecg_node.services.patients import write_transaction
 
 log = logging.getLogger("dicom_ecg_node.worklist")
@@ -62,8 +62,7 @@ ORDER_STATUS = {"SC": "SCHEDULED", "IP": "IN PROGRESS", "CM": "COMPLETED", "DC":
                 "CA": "CANCELLED", "HD": "SCHEDULED"}
 
 
-class OrderError(EcgNodeError):
-    """An order message cannot be applied (unknown order, duplicate new order, unknown order control...)."""
+
 
 
 @dataclass(frozen=True, slots=True)
