@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_ecg_node.net.contexts import supported_contexts
+from dicom_ecg_node.net.eventloop import adopt
 from dicom_ecg_node.net.handlers import bind
 
 if TYPE_CHECKING:
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
     from dicom_ecg_node.services.ingest import IngestService
 
 log = logging.getLogger("dicom_ecg_node.net")
+
+
+class EventDrivenRequestHandler(RequestHandler):
+    """pynetdicom's request handler whose associations get the event-driven reactors of :mod:`.eventloop`."""
+
+    def _create_association(self) -> Any:
+        return adopt(super()._create_association())
 
 
 class NodeAssociationServer(ThreadedAssociationServer):
@@ -46,6 +54,7 @@ class NodeAssociationServer(ThreadedAssociationServer):
         self._reuse_port = reuse_port
         self._on_tls_refused = on_tls_refused
         self._handshake_timeout = handshake_timeout
+        kwargs.setdefault("request_handler", EventDrivenRequestHandler)
         super().__init__(*args, **kwargs)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
