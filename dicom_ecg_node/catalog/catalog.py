@@ -513,12 +513,28 @@ class Catalog:
             raise CatalogError(f"catalog database: {exc}") from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
-        """A serialised write transaction (see the module notes)."""
+    def _write(self, *, durable: bool = True) -> Iterator[None]:
+        """A serialised write transaction (see the module notes).
+
+        ``durable=False`` is for rows the node can derive again from durable ones (work the dispatcher catches
+        up): the commit does not wait for the disk. SQLite in WAL mode then commits with ``synchronous=NORMAL``
+        and PostgreSQL with ``synchronous_commit = off``; both keep the log in commit order, so a power loss can
+        only drop the newest such commits, never corrupt the catalog or a durable commit made before them. A
+        store's own commit stays synchronous and makes everything before it durable as well.
+        """
         with self._write_lock, self._connection():
-            txn = self.db.atomic(lock_type="IMMEDIATE") if self.sqlite else self.db.atomic()
-            with txn:
-                yield
+            relaxed_sqlite = self.sqlite and not durable
+            if relaxed_sqlite:  # per connection; set back before the pooled connection is handed on
+                self.db.execute_sql("PRAGMA synchronous=NORMAL")
+            try:
+                txn = self.db.atomic(lock_type="IMMEDIATE") if self.sqlite else self.db.atomic()
+                with txn:
+                    if not durable and not self.sqlite:
+                        self.db.execute_sql("SET LOCAL synchronous_commit = off")
+                    yield
+            finally:
+                if relaxed_sqlite:
+                    self.db.execute_sql("PRAGMA synchronous=FULL")
 
     # -- schema ------------------------------------------------------------------------------------------------
 

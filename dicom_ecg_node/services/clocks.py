@@ -403,6 +403,10 @@ class ClockService:
         self.catalog = catalog
         self.config = config
         self._zones = parse_device_timezones(config.device_timezones)
+        # Per device: (DeviceClock.total, newest-first history) as of this process's last write. Reading and
+        # parsing DRIFT_HISTORY rows for every stored ECG cost more than the store itself; the cached list is
+        # used only while the row's total proves no other writer (another worker process) observed the device.
+        self._history: dict[tuple[str, str], tuple[int, list[Sample]]] = {}
 
     def device_zone(self, ae_title: str, device_serial: str) -> tzinfo | None:
         """The zone configured for a device (``AE/SERIAL`` before ``AE``), or ``None``."""
@@ -465,8 +469,9 @@ class ClockService:
         O, D = m.ClockObservation, m.DeviceClock  # noqa: N806, E741
         cfg = self.config
         try:
-            with self.catalog._write():
-                O.insert(
+            # Not durable: a lost observation leaves its instance "unobserved", which the dispatcher catches up.
+            with self.catalog._write(durable=False):
+                inserted = O.insert(
                     sop_instance_uid=sop_instance_uid, ae_title=ae_title, device_serial=device_serial,
                     received_at=utc_naive(received_at), creation_raw=reading.creation_raw,
                     creation_utc=utc_naive(reading.creation), utc_offset_minutes=reading.utc_offset_minutes,
@@ -474,12 +479,24 @@ class ClockService:
                     acquisition_utc=utc_naive(reading.acquisition), acquisition_after_creation=after,
                     time_synchronized=reading.time_synchronized, time_source=reading.time_source,
                     time_distribution_protocol=reading.time_distribution_protocol,
-                ).on_conflict_ignore().execute()
+                ).on_conflict_ignore().as_rowcount().execute()
                 device = (O.ae_title == ae_title) & (O.device_serial == device_serial)
-                rows = list(O.select(O.received_at, O.bound_s, O.utc_offset_minutes, O.acquisition_after_creation,
-                                     O.time_synchronized).where(device)
-                            .order_by(O.received_at.desc(), O.id.desc()).limit(DRIFT_HISTORY).tuples())
-                history = [Sample(_aware(r[0]), r[1], r[2], bool(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
+                existing = D.get_or_none((D.ae_title == ae_title) & (D.device_serial == device_serial))
+                key = (ae_title, device_serial)
+                cached = self._history.get(key)
+                sample = Sample(utc_naive(received_at).replace(tzinfo=UTC), bound, reading.utc_offset_minutes,
+                                after, reading.time_synchronized)
+                if (cached is not None and existing is not None and cached[0] == existing.total and inserted == 1
+                        and (not cached[1] or cached[1][0].received_at <= sample.received_at)):
+                    # Newest observation of a device only this process wrote since: the history is the cached one
+                    # with this sample in front (the order of the query below: received_at desc, id desc).
+                    history = [sample, *cached[1][: DRIFT_HISTORY - 1]]
+                else:
+                    rows = list(O.select(O.received_at, O.bound_s, O.utc_offset_minutes,
+                                         O.acquisition_after_creation, O.time_synchronized).where(device)
+                                .order_by(O.received_at.desc(), O.id.desc()).limit(DRIFT_HISTORY).tuples())
+                    history = [Sample(_aware(r[0]), r[1], r[2], bool(r[3]), r[4])  # type: ignore[arg-type]
+                               for r in rows]
                 recent = window(history, cfg.clock_window_samples, cfg.clock_window_hours)
                 est = estimate(recent, history=history, threshold_s=cfg.clock_offset_threshold_s,
                                trust_samples=cfg.clock_trust_samples, trust_tolerance_s=cfg.clock_trust_tolerance_s)
@@ -492,7 +509,6 @@ class ClockService:
                     "time_distribution_protocol": reading.time_distribution_protocol,
                     "manufacturer": manufacturer, "model_name": model_name,
                 }
-                existing = D.get_or_none((D.ae_title == ae_title) & (D.device_serial == device_serial))
                 newly_beyond = "offset-beyond-threshold" in est.flags and (
                     existing is None or "offset-beyond-threshold" not in (existing.flags or "").split(","))
                 if existing is None:
@@ -500,11 +516,15 @@ class ClockService:
                              **values).execute()
                 else:
                     D.update(total=D.total + 1, **values).where(D.id == existing.id).execute()
+                self._history[key] = (1 if existing is None else int(existing.total) + 1, history)
                 if est.trusted and est.offset_s is not None:
-                    # The window's observations are those the estimate describes: give them their corrected time.
+                    # The window's observations are those the estimate describes: give them their corrected time
+                    # (those already corrected with this very offset keep theirs: usually all but the new one).
                     since = utc_naive(recent[0].received_at) if recent else now
+                    stale = O.applied_offset_s.is_null() | (O.applied_offset_s != est.offset_s)
                     for oid, acq in list(O.select(O.id, O.acquisition_utc)
-                                         .where(device & (O.received_at >= since) & O.acquisition_utc.is_null(False))
+                                         .where(device & (O.received_at >= since) & O.acquisition_utc.is_null(False)
+                                                & stale)
                                          .tuples()):
                         corrected = _aware(acq) - timedelta(seconds=est.offset_s)  # type: ignore[operator]
                         (O.update(corrected_utc=utc_naive(corrected), applied_offset_s=est.offset_s)

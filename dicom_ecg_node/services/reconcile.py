@@ -226,6 +226,7 @@ class ReconcileService:
     def __init__(self, catalog: Catalog, config: NodeConfig) -> None:
         self.catalog = catalog
         self.config = config
+        self._worklist_model: Any | None = None  # looked up once: an opened catalog never loses its tables
 
     # -- on ingest -------------------------------------------------------------------------------------------
 
@@ -262,11 +263,13 @@ class ReconcileService:
                      and received is not None and _aware(row["created_at"]) < received)  # type: ignore[operator]
             requests = self._request_keys(header)
             accession = row["accession_number"] or requests.get("accession_number")
-            order, how = self._find_order(row["patient_id"], accession, requests.get("requested_procedure_id"),
-                                          row["study_instance_uid"], _aware(row["acquisition_utc"]))
             orders_in_use = self._orders_in_use()
-            # An ID the hospital ordered for is known even before its first ECG or ADT message.
-            known = known or self._ordered_for(row["patient_id"])
+            order, how = None, None
+            if orders_in_use:  # without any order (no HL7 orders feed) there is nothing to match or know from
+                order, how = self._find_order(row["patient_id"], accession, requests.get("requested_procedure_id"),
+                                              row["study_instance_uid"], _aware(row["acquisition_utc"]))
+                # An ID the hospital ordered for is known even before its first ECG or ADT message.
+                known = known or self._ordered_for(row["patient_id"])
         reference: Reference | None = order
         if reference is None and known:
             reference = Reference("patient", row["patient_id"], row["issuer"], row["p_name"], row["birth_date"],
@@ -284,7 +287,9 @@ class ReconcileService:
                                         {**assessment.evidence, "candidate": "same name and birth date"},
                                         candidate, assessment.candidate_accession)
         try:
-            with self.catalog._write():
+            # Not durable: committed before the clock observation that marks this instance's derived work done
+            # (the dispatcher runs reconciliation first), so a power loss that drops it drops that mark too.
+            with self.catalog._write(durable=False):
                 m.ReconcileItem.insert(
                     sop_instance_uid=sop_instance_uid, study_instance_uid=row["study_instance_uid"],
                     patient_id=row["patient_id"], issuer=row["issuer"], accession_number=accession,
@@ -314,10 +319,12 @@ class ReconcileService:
         return keys
 
     def _worklist(self) -> Any | None:
-        W = self.catalog.models.WorklistEntry  # noqa: N806
-        if W is None or not W.table_exists():
-            return None
-        return W
+        if self._worklist_model is None:
+            W = self.catalog.models.WorklistEntry  # noqa: N806
+            if W is None or not W.table_exists():
+                return None
+            self._worklist_model = W
+        return self._worklist_model
 
     def _ordered_for(self, patient_id: str) -> bool:
         W = self._worklist()  # noqa: N806

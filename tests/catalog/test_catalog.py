@@ -243,3 +243,26 @@ def test_bad_urls() -> None:
     with pytest.raises(CatalogError):
         Catalog("sqlite:///:memory:")
     assert isinstance(Catalog("postgresql://u:p@h:5433/db?host=/tmp/x").db, pw.PostgresqlDatabase)
+
+
+def _sync_setting(catalog: Catalog) -> str:
+    sql = "PRAGMA synchronous" if catalog.sqlite else "SHOW synchronous_commit"
+    return str(catalog.db.execute_sql(sql).fetchone()[0])
+
+
+def test_relaxed_writes_skip_the_disk_wait_only_inside_their_transaction(catalog: Catalog) -> None:
+    # SQLite: 2 = FULL, 1 = NORMAL; PostgreSQL: on / off (SET LOCAL ends with the transaction).
+    durable, relaxed = ("2", "1") if catalog.sqlite else ("on", "off")
+    with catalog._write():
+        assert _sync_setting(catalog) == durable
+    with catalog._write(durable=False):
+        assert _sync_setting(catalog) == relaxed
+        catalog.models.RemoteAE.insert(ae_title="RELAXED", host="127.0.0.1", port=104,
+                                       created_at=datetime(2026, 1, 1)).execute()
+    with catalog._write():  # the pooled connection is handed on with the durable setting again
+        assert _sync_setting(catalog) == durable
+        assert catalog.models.RemoteAE.select().where(catalog.models.RemoteAE.ae_title == "RELAXED").count() == 1
+    with pytest.raises(RuntimeError), catalog._write(durable=False):
+        raise RuntimeError("rolled back")
+    with catalog._write():
+        assert _sync_setting(catalog) == durable
