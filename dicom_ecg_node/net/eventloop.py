@@ -111,6 +111,7 @@ class EventDrivenDUL(DULServiceProvider):
         """The DUL thread: pynetdicom's reactor pass, with a blocking wait where it slept 1 ms."""
         self._idle_timer.start()
         idle = False
+        read_first = True
         try:
             while True:
                 if not self.assoc._dul_ready.is_set():
@@ -123,8 +124,16 @@ class EventDrivenDUL(DULServiceProvider):
                 if self.artim_timer.expired:
                     self.event_queue.put("Evt18")
                 try:
-                    # One primitive to encode and send OR one PDU to receive per pass.
-                    if not self._process_recv_primitive() and self._is_transport_event():
+                    # One primitive to encode and send OR one PDU to receive per pass. pynetdicom always tries
+                    # the send first, so while a handler keeps queueing answers (a long C-FIND) nothing incoming is
+                    # read and a C-CANCEL waits until the answers run out; here every other pass reads first.
+                    read_first = not read_first
+                    if read_first:
+                        if self._is_transport_event():
+                            self._idle_timer.restart()
+                        else:
+                            self._process_recv_primitive()
+                    elif not self._process_recv_primitive() and self._is_transport_event():
                         self._idle_timer.restart()
                 except Exception as exc:  # as pynetdicom: abort outside the state machine, stop both reactors
                     log.error("DUL reactor failed, aborting the association: %s", exc)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydicom.dataset import Dataset
 
 from dicom_ecg_node.errors import EcgNodeError, QueryError
+from dicom_ecg_node.net.eventloop import EventDrivenAssociation
 from dicom_ecg_node.net.status import failure_status
 
 if TYPE_CHECKING:
@@ -76,6 +77,23 @@ def _drain_outgoing(event: Event, limit_s: float = 0.05) -> None:
     time.sleep(0.002)  # one DUL pass (its idle delay is 1 ms) to read and decode what arrived
 
 
+#: Answers (two P-DATA primitives each: command, identifier) an event-driven association may have queued unsent.
+_AHEAD = 8
+
+
+def _keep_pace(event: Event, limit_s: float = 1.0) -> None:
+    """Let the answers queued for the peer drop below :data:`_AHEAD` before producing the next one.
+
+    The event-driven DUL (net/eventloop.py) reads between sends, but while this thread holds the GIL encoding
+    answers it rarely runs: without a bound the whole answer set is queued before a C-CANCEL is read (and held in
+    memory). Short sleeps hand the GIL over until the socket has caught up.
+    """
+    queue = event.assoc.dul.to_provider_queue
+    deadline = time.monotonic() + limit_s
+    while queue.qsize() > 2 * _AHEAD and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 def handle_find(event: Event, query: QueryService,
                 guard: AssociationGuard | None = None) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     """C-FIND (PS3.4 C.4.1): answers of the query service, honouring C-CANCEL between answers.
@@ -112,8 +130,13 @@ def handle_find(event: Event, query: QueryService,
         log.warning("C-FIND refused: status 0x%04X: %s", status.Status, exc)
         yield status, None
         return
+    # The node's own associations read incoming PDUs between the answers they send (net/eventloop.py) and only
+    # need pacing; others (pynetdicom's polling reactor) need the pause.
+    paced = isinstance(event.assoc, EventDrivenAssociation)
     for n, (status_code, answer) in enumerate(answers, 1):
-        if n % _DRAIN_EVERY == 0:
+        if paced:
+            _keep_pace(event)
+        elif n % _DRAIN_EVERY == 0:
             _drain_outgoing(event)
         if event.is_cancelled:
             log.info("C-FIND cancelled by the requestor")
