@@ -1,9 +1,10 @@
-"""Run the node in one process, or in several receiving processes behind one port (``SO_REUSEPORT``).
+"""Run the node in one process, or in several receiving processes behind one port.
 
 pynetdicom runs every association in a Python thread, so one process uses one core at most for decoding, hashing
-and DIMSE parsing. With ``workers > 1`` each worker process binds the same port with ``SO_REUSEPORT`` and the
-kernel spreads incoming connections among them; each worker has its own catalog connection (SQLite in WAL mode
-serialises only the short commit, see the catalog).
+and DIMSE parsing. With ``workers > 1`` the parent binds the port once and every worker process accepts from that
+shared socket, taking a connection when it runs no more associations than the others
+(:class:`~dicom_ecg_node.net.server.AcceptBalancer`); each worker has its own catalog connection (SQLite in WAL
+mode serialises only the short commit, see the catalog).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _die_with_parent() -> None:
 
 
 def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: bool = False,
-                     ready: threading.Event | None = None) -> None:
+                     ready: threading.Event | None = None, listeners: dict[int, tuple[Any, Any]] | None = None) -> None:
     """Serve in this process until ``stop`` is set.
 
     Parameters
@@ -51,13 +52,15 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
         Bind with ``SO_REUSEPORT`` (worker mode).
     ready : threading.Event, optional
         Set once the port is bound.
+    listeners : dict, optional
+        Worker mode: port -> (listening socket shared by the parent, :class:`~.server.AcceptBalancer`).
     """
     from dicom_ecg_node.net.server import DicomNode
     from dicom_ecg_node.services.ingest import IngestService
 
     ingest = IngestService.open(config)
     try:
-        node = DicomNode(config, ingest, reuse_port=reuse_port)
+        node = DicomNode(config, ingest, reuse_port=reuse_port, listeners=listeners)
         node.start()
         # HL7 (MLLP listener, results sender) runs in one process only: here, unless this is a worker process
         # (then the parent runs it, see run_node).
@@ -122,7 +125,7 @@ def quiet_pynetdicom() -> None:
     _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
-def _worker_main(config: NodeConfig, index: int) -> None:
+def _worker_main(config: NodeConfig, index: int, shared: dict[int, tuple[Any, Any]] | None = None) -> None:
     _die_with_parent()
     quiet_pynetdicom()
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
@@ -137,7 +140,12 @@ def _worker_main(config: NodeConfig, index: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as SIGTERM
-    serve_in_process(config, stop, reuse_port=True)
+    listeners = None
+    if shared:
+        from dicom_ecg_node.net.server import AcceptBalancer
+
+        listeners = {port: (sock, AcceptBalancer(loads, index)) for port, (sock, loads) in shared.items()}
+    serve_in_process(config, stop, reuse_port=True, listeners=listeners)
 
 
 def run_node(config: NodeConfig, stop: threading.Event) -> None:
@@ -179,10 +187,16 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
 
 def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> None:
     """Start ``workers`` processes on the shared port; restart any that dies; stop them all when asked."""
+    from dicom_ecg_node.net.server import listening_socket
+
     ctx = multiprocessing.get_context("spawn")
+    # The parent binds each port once and the workers accept from the same socket, each taking a connection when
+    # it runs no more associations than the others (net.server.AcceptBalancer).
+    ports = ([config.port] if config.plaintext else []) + ([config.tls_port] if config.tls else [])
+    shared = {port: (listening_socket(config.host, port), ctx.Array("i", workers, lock=False)) for port in ports}
     procs: list[Any] = []
     for i in range(workers):
-        p = ctx.Process(target=_worker_main, args=(config, i), name=f"ecg-node-worker-{i}", daemon=False)
+        p = ctx.Process(target=_worker_main, args=(config, i, shared), name=f"ecg-node-worker-{i}", daemon=False)
         p.start()
         procs.append(p)
     log.info("started %d worker processes on port %d", workers, config.port)
@@ -191,7 +205,10 @@ def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> Non
             for i, p in enumerate(procs):
                 if not p.is_alive():
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
-                    procs[i] = ctx.Process(target=_worker_main, args=(config, i), name=p.name, daemon=False)
+                    for _sock, loads in shared.values():
+                        loads[i] = 0
+                    procs[i] = ctx.Process(target=_worker_main, args=(config, i, shared), name=p.name,
+                                           daemon=False)
                     procs[i].start()
     finally:
         for p in procs:
@@ -199,4 +216,6 @@ def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> Non
                 p.terminate()  # SIGTERM: the worker finishes its associations in flight
         for p in procs:
             p.join()
+        for sock, _loads in shared.values():
+            sock.close()
         log.info("all workers stopped")

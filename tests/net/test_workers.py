@@ -1,4 +1,4 @@
-"""Several receiving processes behind one port (SO_REUSEPORT) sharing one archive and SQLite catalog."""
+"""Several receiving processes accepting from one shared port, sharing one archive and SQLite catalog."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def test_two_workers_store_from_four_associations(tmp_path):
                     statuses.append(int(status.Status))
             assoc.release()
 
+        # Four carts at once, ten ECGs each: the associations overlap, so the workers must split them 2:2.
         threads = [threading.Thread(target=cart, args=(files[i::4],)) for i in range(4)]
         for t in threads:
             t.start()
@@ -47,8 +48,12 @@ def test_two_workers_store_from_four_associations(tmp_path):
     assert code == 0, log.read_text()
     text = log.read_text()
     assert "started 2 worker processes" in text
-    # Both workers bound the shared port (which one serves a connection is the kernel's choice).
     assert text.count("listening as AE") == 2 and "[w0]" in text and "[w1]" in text
+    # The less loaded worker takes the next connection (net.server.AcceptBalancer); SO_REUSEPORT's hash often
+    # gave one worker three or four of them.
+    accepted = [line for line in text.splitlines() if "association accepted: calling AE 'CART'" in line]
+    assert len(accepted) == 4
+    assert sum("[w0]" in line for line in accepted) == 2, accepted
 
     from dicom_ecg_node.catalog import Catalog
 
