@@ -246,10 +246,25 @@ def _finish_idle(assoc: Association) -> None:
 class EventDrivenAssociation(Association):
     """An acceptor :class:`~pynetdicom.association.Association` whose two reactors block until there is work.
 
-    Not instantiated directly: :func:`adopt` converts an association pynetdicom's request handler built.
+    C-FIND requests of the Query/Retrieve and worklist models are served by
+    :class:`~dicom_ecg_node.net.fastfind.FastFindServiceClass` (answers encoded without pydicom); everything else
+    by pynetdicom. Not instantiated directly: :func:`adopt` converts an association pynetdicom's request handler
+    built.
     """
 
     _run_reactor = _run_reactor  # type: ignore[assignment]
+
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        from pynetdicom.dimse_primitives import C_FIND
+
+        from dicom_ecg_node.net.fastfind import FIND_SOP_CLASSES, FastFindServiceClass
+
+        context = self._accepted_cx.get(context_id)
+        if (isinstance(msg, C_FIND) and msg.is_valid_request and not self._sent_release and context is not None
+                and str(context.abstract_syntax) in FIND_SOP_CLASSES):
+            FastFindServiceClass.serve(self, msg, context)
+            return
+        super()._serve_request(msg, context_id)
 
 
 def adopt(assoc: Association) -> Association:
