@@ -224,6 +224,8 @@ def fill(url: str, n: int, seed: int = 1) -> None:
                 utc_offset_minutes=int(local.utcoffset().total_seconds()) // 60, zone_source="datetime",
                 content_date=local.strftime("%Y%m%d"), content_time=local.strftime("%H%M%S"),
                 manufacturer="ACME", model_name="CART", device_serial_number="SN1",
+                # A bulk path, like an import: no network receipt, so no derived work for the node to catch up.
+                sender_ae="BENCH", sender_address="local",
                 groups=(GroupData(0, "RHYTHM", 500.0, 5000, 12, ("I", "II"), 10.0, "SS", 16),),
                 measurements=(MeasurementData("8867-4", "LN", "Heart rate", 60 + rng.random() * 40, "/min"),))
             cat.add_instance(rec)

@@ -49,6 +49,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dicom_ecg_node.errors import ArchiveError
+
 if TYPE_CHECKING:
     from dicom_ecg_node.services.ingest import StoreOutcome
 
@@ -270,6 +272,9 @@ class StoreDispatcher:
         for listener in self.listeners:
             try:
                 listener(outcome)
+            except ArchiveError as exc:  # the file is gone or unreadable: one line, `ecg-node verify` has the rest
+                log.warning("derived work %s skipped for sop_instance=%s: %s",
+                            getattr(listener, "__qualname__", listener), outcome.sop_instance_uid, exc)
             except Exception:
                 log.exception("derived work %r failed for sop_instance=%s", listener, outcome.sop_instance_uid)
 

@@ -210,3 +210,29 @@ def test_a_failing_listener_does_not_stop_the_next_one() -> None:
         assert seen == ["1.2.4"]
     finally:
         dispatcher.stop(grace_s=5.0)
+
+
+def test_a_missing_archive_file_costs_one_warning_line(tmp_path: Path, caplog) -> None:
+    """A file gone from the archive (``ecg-node verify`` reports it): the real listeners log one line, no traceback."""
+    import logging
+
+    from dicom_ecg_node.services.clocks import ClockService
+
+    config = make_config(tmp_path)
+    ingest = IngestService.open(config)
+    dispatcher = StoreDispatcher([ClockService(ingest.catalog, config).observe])
+    try:
+        outcome = ingest.store(ecg("PMISS"), sender_ae="CART", sender_address="127.0.0.1")
+        outcome.path.unlink()
+        dispatcher.start()
+        with caplog.at_level(logging.WARNING, logger="dicom_ecg_node.dispatch"):
+            dispatcher.listener(outcome)
+            assert dispatcher.wait_idle(10.0)
+    finally:
+        dispatcher.stop(grace_s=5.0)
+        ingest.close()
+    records = [r for r in caplog.records if r.name == "dicom_ecg_node.dispatch"]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING and records[0].exc_info is None
+    message = records[0].getMessage()
+    assert outcome.sop_instance_uid in message and "header cannot be read" in message
+    assert not is_observed(ingest.catalog, outcome.sop_instance_uid)  # still to do, should the file come back
