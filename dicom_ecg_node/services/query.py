@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -129,6 +131,21 @@ class QueryService:
     def __init__(self, catalog: Catalog, aet: str) -> None:
         self.catalog = catalog
         self.aet = aet
+        self._elements: dict[str, tuple[int, str]] = {}  # keyword -> (tag, VR), filled as answers need them
+
+    def _put(self, ds: Dataset, keyword: str, value: Any) -> None:
+        """``setattr(ds, keyword, value)`` without pydicom's per-value validation.
+
+        The catalog's values were validated on the way in; with thousands of answers the checks cost a third of
+        building them.
+        """
+        spec = self._elements.get(keyword)
+        if spec is None:
+            tag = tag_for_keyword(keyword)
+            if tag is None:
+                raise KeyError(keyword)
+            spec = self._elements[keyword] = (tag, dictionary_VR(tag))
+        ds[spec[0]] = DataElement(spec[0], spec[1], value, validation_mode=pydicom_config.IGNORE)
 
     # -- parsing -----------------------------------------------------------------------------------------------
 
@@ -360,15 +377,16 @@ class QueryService:
         """The response identifier of one answer (PS3.4 C.4.1.2.2.2)."""
         q, v = request.query, answer.values
         ds = Dataset()
-        ds.QueryRetrieveLevel = q.level.name
+        put = self._put
+        put(ds, "QueryRetrieveLevel", q.level.name)
         for kw in q.return_keys:
             if kw in _COUNTS:
                 value = v.get(_COUNTS[kw])
-                setattr(ds, kw, None if value is None else int(value))
+                put(ds, kw, None if value is None else int(value))
             elif kw == "ModalitiesInStudy":
-                ds.ModalitiesInStudy = list(v.get("modalities", ())) or None
+                put(ds, kw, list(v.get("modalities", ())) or None)
             elif kw == "SOPClassesInStudy":
-                ds.SOPClassesInStudy = list(v.get("sop_classes", ())) or None
+                put(ds, kw, list(v.get("sop_classes", ())) or None)
             elif kw == "WaveformSequence":
                 # PS3.4 C.2.2.2.6: the items that matched the sequence's item keys (all when none were given).
                 seq = next((c.constraint for c in q.conditions if c.field == "waveform_groups"), None)
@@ -376,15 +394,15 @@ class QueryService:
                          if not isinstance(seq, SequenceMatch) or matches(seq.items, g)]
                 ds.WaveformSequence = [self._group_item(g, request.item_keys.get(kw, ())) for g in items]
             elif kw == "RetrieveAETitle":
-                ds.RetrieveAETitle = self.aet
+                put(ds, kw, self.aet)
             elif kw == "InstanceAvailability":
-                ds.InstanceAvailability = "ONLINE"
+                put(ds, kw, "ONLINE")
             elif kw == "TimezoneOffsetFromUTC":
-                ds.TimezoneOffsetFromUTC = request.timezone_text
+                put(ds, kw, request.timezone_text)
             elif kw in KEYS:
                 fld = KEYS[kw].field
                 value = v.get(fld) if fld else None
-                setattr(ds, kw, None if value is None or value == "" else value)
+                put(ds, kw, None if value is None or value == "" else value)
             else:
                 setattr(ds, kw, None)
         for elem in request.unsupported:
