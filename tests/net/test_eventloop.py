@@ -106,3 +106,17 @@ def test_idle_associations_do_not_spin(tmp_path: Path) -> None:
             a.release()
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_server_contexts_copy_cheaply_and_independently(node) -> None:
+    """pynetdicom deep-copies the server's contexts per association; the copies must still be independent."""
+    import copy
+
+    server = node.node._server
+    original = server.contexts
+    copies = copy.deepcopy(original)
+    assert [(c.abstract_syntax, c.transfer_syntax, c.scu_role, c.scp_role) for c in copies] == \
+        [(c.abstract_syntax, c.transfer_syntax, c.scu_role, c.scp_role) for c in original]
+    copies[0].transfer_syntax.append("1.2.3")  # a negotiation changing a copy leaves the server's list alone
+    assert "1.2.3" not in original[0].transfer_syntax
+    assert copies[0] is not original[0] and copies[0].abstract_syntax is original[0].abstract_syntax
