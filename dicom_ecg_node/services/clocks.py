@@ -85,6 +85,8 @@ log = logging.getLogger("dicom_ecg_node.clocks")
 
 #: Observations the drift is fitted over.
 DRIFT_HISTORY = 200
+#: Devices whose recent history a ClockService keeps in memory (~20 KB each); others are read from the catalog.
+HISTORY_CACHE_DEVICES = 256
 #: The drift needs envelope points spanning at least this many hours.
 DRIFT_MIN_SPAN_H = 6.0
 #: TM values without fraction are truncated to the second; allow that much before calling acquisition "after".
@@ -516,7 +518,10 @@ class ClockService:
                              **values).execute()
                 else:
                     D.update(total=D.total + 1, **values).where(D.id == existing.id).execute()
+                self._history.pop(key, None)
                 self._history[key] = (1 if existing is None else int(existing.total) + 1, history)
+                if len(self._history) > HISTORY_CACHE_DEVICES:  # least recently observed device first
+                    del self._history[next(iter(self._history))]
                 if est.trusted and est.offset_s is not None:
                     # The window's observations are those the estimate describes: give them their corrected time
                     # (those already corrected with this very offset keep theirs: usually all but the new one).

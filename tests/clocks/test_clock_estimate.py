@@ -90,3 +90,51 @@ def test_a_re_recorded_instance_counts_once(clock_service):
     clock_service.record("1.2.9", "CART2", "", T0, ds)
     [device] = clock_service.devices()
     assert device.samples == 1 and device.device_serial == ""
+
+
+def test_cached_history_gives_what_the_catalog_gives(catalog_url, tmp_path):
+    """One service (history cached), a cold service per observation, and two services taking turns on one catalog
+    (two worker processes) end with the same device estimate and the same corrected times."""
+    from dicom_ecg_node.catalog import Catalog
+
+    config = make_config(tmp_path, clock_correction="trusted", clock_trust_samples=3, clock_trust_tolerance_s=5)
+
+    def observations():
+        for i in range(30):
+            received = T0 + timedelta(minutes=7 * i)
+            offset = 600.0 + (40.0 if i >= 20 else 0.0)  # the cart's clock is reset by 40 s after 20 ECGs
+            created = received - timedelta(seconds=2 + i % 4) + timedelta(seconds=offset)
+            yield f"1.2.7.{i}", received, _ds(created, created - timedelta(minutes=1))
+
+    def run(url_suffix: str, services) -> tuple:
+        catalog = Catalog.open(url_suffix)
+        try:
+            svcs = services(catalog)
+            for n, (uid, received, ds) in enumerate(observations()):
+                svcs[n % len(svcs)].record(uid, "CART9", "SN9", received, ds)
+            [device] = svcs[0].devices()
+            corrected = [svcs[0].corrected_time(f"1.2.7.{i}") for i in range(30)]
+            return (device.offset_s, device.drift_s_per_day, device.samples, device.total, device.trusted,
+                    device.flags), corrected
+        finally:
+            catalog.close()
+
+    sqlite = [f"sqlite:///{tmp_path / f'c{i}.sqlite'}" for i in range(3)]
+    warm = run(sqlite[0], lambda c: [ClockService(c, config)])
+    cold = run(sqlite[1], lambda c: _ColdServices(c, config))
+    pair = run(sqlite[2], lambda c: [ClockService(c, config), ClockService(c, config)])
+    assert warm == cold == pair
+    assert warm[0][3] == 30 and warm[0][4]  # all counted, trusted
+    if not catalog_url.startswith("sqlite"):  # and the same on PostgreSQL, two writers taking turns
+        assert run(catalog_url, lambda c: [ClockService(c, config), ClockService(c, config)]) == warm
+
+
+class _ColdServices(list):
+    """A fresh ClockService (empty cache) for every observation."""
+
+    def __init__(self, catalog, config) -> None:
+        super().__init__([None])
+        self._catalog, self._config = catalog, config
+
+    def __getitem__(self, index):
+        return ClockService(self._catalog, self._config)
