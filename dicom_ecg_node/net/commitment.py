@@ -19,7 +19,9 @@ Sending on the requesting association from another thread
     for the response and resumes the reactor. A reactor busy in a handler is not paused until it returns, so the
     report can never overtake the N-ACTION response. pynetdicom's pause has one narrow gap (the reactor may be
     between leaving its checkpoint and clearing ``_is_paused`` when the sender looks), so :func:`_park_reactor`
-    first waits until the reactor is seen to park, and always releases it. Known limitation of pynetdicom: while
+    first waits until the reactor is seen to park, and always releases it. The node's own (event-driven)
+    associations also carry a :class:`~dicom_ecg_node.net.reactorgate.ReactorGate` that closes the gap and wakes
+    the reactor to park at once (net/eventloop.py). Known limitation of pynetdicom: while
     the report waits for its response, any other message the requester sends on that association is taken as
     the response (and the association aborted); requesters normally wait for the report, and a report that
     fails there is retried on a new association.

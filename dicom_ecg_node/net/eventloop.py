@@ -36,6 +36,8 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
+from dicom_ecg_node.net.reactorgate import ReactorGate
+
 log = logging.getLogger("dicom_ecg_node.net")
 
 #: Longest time a reactor sleeps without a wake-up (timers, unknown wake-up sources): 20 passes a second when idle.
@@ -303,5 +305,8 @@ def adopt(assoc: Association) -> Association:
                 break
     assoc.dul = dul
     dimse.msg_queue = _WakingQueue(wake.set)  # type: ignore[union-attr]
+    # Another thread sending on this association (a Storage Commitment report) pauses the reactor through its
+    # checkpoint: the gate keeps pynetdicom's pause race-free and wakes the reactor so it parks at once.
+    assoc._reactor_checkpoint = ReactorGate(assoc, on_clear=wake.set)
     assoc.__class__ = EventDrivenAssociation
     return assoc

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,14 +51,17 @@ class ReactorGate:
     ----------
     assoc : pynetdicom.association.Association
         The association whose reactor waits on this gate (its ``_is_paused`` flag is maintained here).
+    on_clear : callable, optional
+        Called after every ``clear()``: wakes a reactor that blocks between passes instead of polling.
     """
 
-    def __init__(self, assoc: Any) -> None:
+    def __init__(self, assoc: Any, on_clear: Callable[[], None] | None = None) -> None:
         self._assoc = assoc
         self._cond = threading.Condition(threading.Lock())
         self._open = True
         self._parked = False
         self._reactor: threading.Thread | None = None
+        self._on_clear = on_clear
 
     def is_set(self) -> bool:
         """Whether the gate is open (``Event.is_set``)."""
@@ -80,6 +84,8 @@ class ReactorGate:
                 if getattr(self._assoc, "_kill", False):
                     # kill() sets _kill, then _is_paused for good: never leave a sender spinning on a dead reactor.
                     self._assoc._is_paused = True
+        if self._on_clear is not None:
+            self._on_clear()  # an event-driven reactor waiting for work comes to the gate now (net/eventloop.py)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Park the calling reactor until the gate is open (``Event.wait``)."""

@@ -12,6 +12,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from dicom_ecg_node.net.eventloop import EventDrivenAssociation
+from dicom_ecg_node.net.reactorgate import ReactorGate
 
 
 def _requestor() -> AE:
@@ -38,6 +39,8 @@ def test_accepted_associations_are_event_driven_and_serve_store_echo_release(nod
         assert _wait(lambda: len(server.active_associations) == 1)
         accepted = server.active_associations[0]
         assert isinstance(accepted, EventDrivenAssociation)
+        # Senders from other threads (Storage Commitment reports) pause it through a race-free gate.
+        assert isinstance(accepted._reactor_checkpoint, ReactorGate)
         ds = dcmread(sample("pydicom/waveform_ecg.dcm"))
         for _ in range(3):  # back to back: the reactor must look again before waiting after each message
             assert assoc.send_c_echo().Status == 0x0000
