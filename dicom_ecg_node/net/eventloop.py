@@ -78,8 +78,11 @@ class EventDrivenDUL(DULServiceProvider):
         self.to_user_queue = _WakingQueue(wake_user)
 
     def _poke(self) -> None:
-        """Wake the DUL thread (one byte in flight at most)."""
-        if self._poked:
+        """Wake the DUL thread, one byte in flight at most.
+
+        Not for what the DUL thread queues itself: it handles its own events before it next waits.
+        """
+        if self._poked or threading.current_thread() is self:
             return
         self._poked = True
         with contextlib.suppress(OSError):  # full (already woken) or closed (thread gone)
@@ -89,6 +92,13 @@ class EventDrivenDUL(DULServiceProvider):
         """Stop the reactor thread, now rather than at its next timed pass."""
         self._kill_thread = True
         self._poke()
+
+    def stop_dul(self) -> bool:
+        """Stop as pynetdicom does (only in Sta1, waiting for the thread), waking the thread to notice at once."""
+        if self.state_machine.current_state == "Sta1":
+            self._kill_thread = True
+            self._poke()
+        return bool(super().stop_dul())
 
     def _wait_for_work(self) -> None:
         """Block until the socket is readable, a producer poked, or :data:`IDLE_WAKE_S` passed."""

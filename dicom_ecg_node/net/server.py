@@ -67,10 +67,11 @@ class AcceptBalancer:
     index : int
         This worker's slot.
     defer_s : float
-        Longest time a busier worker holds back.
+        Longest time a busier worker holds back (the other's accept thread may have to wait for its GIL behind a
+        busy association first; 20 ms was sometimes not enough).
     """
 
-    def __init__(self, loads: Any, index: int, defer_s: float = 0.02) -> None:
+    def __init__(self, loads: Any, index: int, defer_s: float = 0.1) -> None:
         self._loads = loads
         self._index = index
         self._defer_s = defer_s
