@@ -71,6 +71,9 @@ class AcceptBalancer:
         busy association first; 20 ms was sometimes not enough).
     """
 
+    #: The load of a worker that is not accepting (starting, stopping, restarting): never deferred to.
+    NOT_ACCEPTING = 1 << 30
+
     def __init__(self, loads: Any, index: int, defer_s: float = 0.1) -> None:
         self._loads = loads
         self._index = index
@@ -134,6 +137,8 @@ class NodeAssociationServer(ThreadedAssociationServer):
         # Connections accepted whose association thread is not running yet (not in active_associations).
         self._starting = 0
         self._starting_lock = threading.Lock()
+        if self._balancer is not None:
+            self._balancer.publish(0)  # listening: the others may leave connections to this worker from now on
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
         super().__init__(*args, **kwargs)
         self.contexts = [_SharedUidContext.of(cx) for cx in self.contexts]
@@ -197,6 +202,8 @@ class NodeAssociationServer(ThreadedAssociationServer):
     def server_close(self) -> None:
         """Close; a shared socket is only closed here, never shut down (the other workers still accept on it)."""
         if self._listen_socket is not None:
+            if self._balancer is not None:
+                self._balancer.publish(AcceptBalancer.NOT_ACCEPTING)
             self.socket.close()
             return
         super().server_close()

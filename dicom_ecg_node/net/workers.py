@@ -187,13 +187,14 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
 
 def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> None:
     """Start ``workers`` processes on the shared port; restart any that dies; stop them all when asked."""
-    from dicom_ecg_node.net.server import listening_socket
+    from dicom_ecg_node.net.server import AcceptBalancer, listening_socket
 
     ctx = multiprocessing.get_context("spawn")
     # The parent binds each port once and the workers accept from the same socket, each taking a connection when
     # it runs no more associations than the others (net.server.AcceptBalancer).
     ports = ([config.port] if config.plaintext else []) + ([config.tls_port] if config.tls else [])
-    shared = {port: (listening_socket(config.host, port), ctx.Array("i", workers, lock=False)) for port in ports}
+    shared = {port: (listening_socket(config.host, port),
+                     ctx.Array("i", [AcceptBalancer.NOT_ACCEPTING] * workers, lock=False)) for port in ports}
     procs: list[Any] = []
     for i in range(workers):
         p = ctx.Process(target=_worker_main, args=(config, i, shared), name=f"ecg-node-worker-{i}", daemon=False)
@@ -206,7 +207,7 @@ def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> Non
                 if not p.is_alive():
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                     for _sock, loads in shared.values():
-                        loads[i] = 0
+                        loads[i] = AcceptBalancer.NOT_ACCEPTING  # until the new process listens
                     procs[i] = ctx.Process(target=_worker_main, args=(config, i, shared), name=p.name,
                                            daemon=False)
                     procs[i].start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pydicom
 import pytest
@@ -21,6 +22,11 @@ def test_two_workers_store_from_four_associations(tmp_path):
     log = tmp_path / "node.log"
     proc = start_node_process(data_dir, port, log, "--workers", "2")
     try:
+        # start_node_process returns once one worker answers; the other may still be starting.
+        deadline = time.monotonic() + 60
+        while log.read_text().count("listening as AE") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
         files = [renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"e{i:02d}.dcm") for i in range(40)]
         statuses: list[int] = []
         lock = threading.Lock()
