@@ -15,6 +15,7 @@ from pynetdicom import AE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
+from dicom_ecg_node.errors import ConfigError
 from dicom_ecg_node.net.contexts import supported_contexts
 from dicom_ecg_node.net.eventloop import adopt
 from dicom_ecg_node.net.handlers import bind
@@ -99,10 +100,17 @@ def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
     Non-blocking, so a worker whose ``accept`` lost the race to another gets ``BlockingIOError`` instead of
     blocking its accept loop (and its shutdown).
     """
-    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise _listen_error(host, port, exc) from exc
     sock.setblocking(False)
     return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot listen on {host or '*'}:{port}: {exc.strerror or exc}")
 
 
 class NodeAssociationServer(ThreadedAssociationServer):
@@ -376,18 +384,22 @@ class DicomNode:
 
         cfg = self.config
         shared, balancer = self._listeners.get(port, (None, None))
-        return self.ae.make_server(
-            (cfg.host, port),
-            evt_handlers=handlers,
-            server_class=NodeAssociationServer,
-            reuse_port=self.reuse_port and shared is None,
-            listen_socket=shared,
-            balancer=balancer,
-            # PS3.15 B.1 / B.9: mutual certificate authentication on the TLS port.
-            ssl_context=tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if tls else None,  # type: ignore[arg-type]
-            on_tls_refused=self.guard.on_tls_refused,
-            handshake_timeout=cfg.acse_timeout,
-        )
+        # PS3.15 B.1 / B.9: mutual certificate authentication on the TLS port.
+        ssl_context = tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if tls else None  # type: ignore[arg-type]
+        try:
+            return self.ae.make_server(
+                (cfg.host, port),
+                evt_handlers=handlers,
+                server_class=NodeAssociationServer,
+                reuse_port=self.reuse_port and shared is None,
+                listen_socket=shared,
+                balancer=balancer,
+                ssl_context=ssl_context,
+                on_tls_refused=self.guard.on_tls_refused,
+                handshake_timeout=cfg.acse_timeout,
+            )
+        except OSError as exc:  # the port is taken, or the address is not this host's
+            raise _listen_error(cfg.host, port, exc) from exc
 
     def start(self) -> None:
         """Bind the port(s) and serve associations in background threads."""

@@ -6,6 +6,7 @@ import signal
 import time
 
 import pydicom
+import pytest
 from click.testing import CliRunner
 from helpers import free_port, renumbered_copy, sample, start_node_process
 from pydicom.uid import ExplicitVRLittleEndian
@@ -71,3 +72,20 @@ def test_serve_finishes_the_association_in_flight_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_taken_port_says_so_and_exits(tmp_path, workers):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--data-dir", str(tmp_path / "data"), "--workers", workers],
+            capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
