@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,22 @@ from typing import Any
 VERIFICATION = "1.2.840.10008.1.1"
 
 
-def audit_events(node: Any) -> list[dict[str, Any]]:
-    """Every audit event the node wrote so far."""
-    node.node.audit.flush()
-    folder = Path(node.config.data_dir) / "audit"
-    return [json.loads(line) for path in sorted(folder.glob("audit-*.jsonl"))
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def audit_events(node: Any, expect: Callable[[dict[str, Any]], bool] | None = None,
+                 timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every audit event the node wrote so far; with ``expect``, first wait (bounded) until one matches it.
+
+    Rejections pynetdicom makes itself are audited from ``EVT_REJECTED``, which fires after the A-ASSOCIATE-RJ
+    went out: the peer can see the rejection before the node has written its audit line.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        node.node.audit.flush()
+        folder = Path(node.config.data_dir) / "audit"
+        events = [json.loads(line) for path in sorted(folder.glob("audit-*.jsonl"))
+                  for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if expect is None or any(expect(e) for e in events) or time.monotonic() >= deadline:
+            return events
+        time.sleep(0.02)
 
 
 def rejection(assoc: Any) -> tuple[int, int, int]:

@@ -79,7 +79,10 @@ def test_wrong_called_ae_title_is_rejected_reason_7(secure_node):
     register(node, "CART1")
     assoc = associate(node, "CART1", called="NOTME")
     assert assoc.is_rejected and rejection(assoc) == (1, 1, 7)
-    assert any(e["event"] == "association" and e.get("reason") == "called-ae" for e in audit_events(node))
+    def called_ae(e):
+        return e["event"] == "association" and e.get("reason") == "called-ae"
+
+    assert any(called_ae(e) for e in audit_events(node, expect=called_ae))
 
 
 def test_address_outside_the_registered_networks_is_refused(secure_node):
