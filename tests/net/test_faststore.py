@@ -1,0 +1,212 @@
+"""net/faststore.py: C-STORE requests assembled and answered without pydicom, byte for byte pynetdicom's."""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pydicom
+import pytest
+from helpers import renumbered_copy, sample
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pynetdicom import AE, evt
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode, encode_file_meta
+from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
+
+from dicom_ecg_node.net import faststore
+from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, file_meta, parse_command, store_response_command
+
+TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+@pytest.mark.parametrize("status,comment", [(0x0000, None), (0xA900, "SOPClassUID: mismatch"),
+                                            (0xC000, "odd length comment!"), (0xA700, "")])
+@pytest.mark.parametrize("iuid", ["1.2.3.4", "1.2.3.45"])
+def test_store_response_command_is_pynetdicoms(status: int, comment: str | None, iuid: str) -> None:
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 513
+    rsp.AffectedSOPClassUID = TWELVE_LEAD
+    rsp.AffectedSOPInstanceUID = iuid
+    rsp.Status = status
+    if comment is not None:
+        rsp.ErrorComment = comment
+    msg = C_STORE_RSP()
+    msg.primitive_to_message(rsp)
+    assert store_response_command(513, TWELVE_LEAD, iuid, status, comment) == encode(msg.command_set, True, True)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
+                                    "1.2.840.10008.1.2.1.99"])
+@pytest.mark.parametrize("iuid", ["1.2.3.4", "1.2.826.0.1.3680043.8.498.123"])
+def test_file_meta_is_pynetdicoms(syntax: str, iuid: str) -> None:
+    req = C_STORE()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = TWELVE_LEAD
+    req.AffectedSOPInstanceUID = iuid
+    req.Priority = 2
+    req.DataSet = BytesIO(b"")
+    context = PresentationContext()
+    context.context_id = 1
+    context.abstract_syntax = TWELVE_LEAD
+    context.transfer_syntax = [syntax]
+    event = Event(SimpleNamespace(), evt.EVT_C_STORE, {"request": req, "context": context.as_tuple})
+    assert file_meta(TWELVE_LEAD, iuid, syntax) == encode_file_meta(event.file_meta)
+
+
+def _el(element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0, element, len(value)) + value
+
+
+def _store_command(message_id: int = 7, iuid: bytes = b"1.2.3.4\0", data: bool = True,
+                   field: int = 0x0001, cuid: str = TWELVE_LEAD) -> bytes:
+    uid = cuid.encode() + (b"\0" if len(cuid) % 2 else b"")
+    body = b"".join((_el(0x0002, uid), _el(0x0100, struct.pack("<H", field)),
+                     _el(0x0110, struct.pack("<H", message_id)), _el(0x0700, struct.pack("<H", 0)),
+                     _el(0x0800, struct.pack("<H", 0x0000 if data else 0x0101)), _el(0x1000, iuid)))
+    return _el(0x0000, struct.pack("<I", len(body))) + body
+
+
+def test_parse_command_reads_elements_and_refuses_malformed_sets() -> None:
+    command = _store_command()
+    fields = parse_command(command)
+    assert fields is not None and fields[0x0100] == b"\x01\x00" and fields[0x1000] == b"1.2.3.4\0"
+    assert parse_command(command[:-3]) is None  # the last value runs past the end
+    assert parse_command(command[:5]) is None  # a truncated element header
+    assert parse_command(struct.pack("<HHI", 8, 0x16, 2) + b"12") is None  # not group 0000
+    assert parse_command(_el(0x0100, b"\x01\x00") + _el(0x0002, b"12")) is None  # not ascending
+
+
+class _Association:
+    """The parts of an acceptor association the assembler reads, recording what it passes to pynetdicom."""
+
+    def __init__(self, store_handler: bool = True, dimse_handlers: bool = False) -> None:
+        context = PresentationContext()
+        context.context_id = 1
+        context.abstract_syntax = TWELVE_LEAD
+        context.transfer_syntax = [ExplicitVRLittleEndian]
+        self._accepted_cx = {1: context}
+        self.is_established = True
+        self.acceptor = SimpleNamespace(accepted_common_extended={})
+        self.passed: list[tuple[int, bytes]] = []
+        self.dimse = SimpleNamespace(receive_primitive=lambda p: self.passed.extend(p.presentation_data_value_list))
+        self._handlers = {evt.EVT_C_STORE: (lambda e: 0, None) if store_handler else ()}
+        if dimse_handlers:
+            self._handlers[evt.EVT_DIMSE_RECV] = [(lambda e: None, None)]
+
+    def get_handlers(self, event: Any) -> Any:
+        return self._handlers.get(event, [])
+
+
+def _pdu(*items: tuple[int, int, bytes]) -> bytes:
+    """A P-DATA-TF body: (context ID, message control header, fragment) items (PS3.8 9.3.5.1)."""
+    return b"".join(struct.pack(">IBB", len(value) + 2, cx, header) + value for cx, header, value in items)
+
+
+def _assembler(assoc: _Association) -> tuple[PDataAssembler, list[tuple[int, FastCStore]]]:
+    delivered: list[tuple[int, FastCStore]] = []
+    return PDataAssembler(assoc, lambda cx, request: delivered.append((cx, request))), delivered
+
+
+def test_assembler_joins_a_fragmented_store_and_passes_nothing() -> None:
+    assoc = _Association()
+    assembler, delivered = _assembler(assoc)
+    command = _store_command(message_id=9)
+    assert assembler.receive(_pdu((1, 0x01, command[:10])))  # command, more to come
+    assert assembler.receive(_pdu((1, 0x03, command[10:]), (1, 0x00, b"AB")))  # last command fragment; data
+    assert assembler.receive(_pdu((1, 0x00, b"CD")))
+    assert delivered == []
+    assert assembler.receive(_pdu((1, 0x02, b"EF")))  # last data fragment
+    assert assoc.passed == []
+    [(cx, request)] = delivered
+    assert (cx, request.message_id, request.sop_class_uid, request.sop_instance_uid, request.dataset) == (
+        1, 9, TWELVE_LEAD, "1.2.3.4", b"ABCDEF")
+
+
+def test_assembler_hands_pynetdicom_every_other_message_unchanged() -> None:
+    assoc = _Association()
+    assembler, delivered = _assembler(assoc)
+    echo = _store_command(field=0x0030, data=False)  # C-ECHO-RQ shaped: no data set
+    assert assembler.receive(_pdu((1, 0x03, echo)))
+    malformed = _store_command()[:-2]  # a command set pynetdicom must judge itself
+    assert assembler.receive(_pdu((1, 0x03, malformed), (1, 0x00, b"xy")))
+    assert assembler.receive(_pdu((1, 0x02, b"z")))
+    # Back between messages: the next plain C-STORE is assembled here again.
+    assert assembler.receive(_pdu((1, 0x03, _store_command(message_id=3)), (1, 0x02, b"DATA")))
+    assert assoc.passed == [(1, b"\x03" + echo), (1, b"\x03" + malformed), (1, b"\x00xy"), (1, b"\x02z")]
+    assert [(cx, r.message_id, r.dataset) for cx, r in delivered] == [(1, 3, b"DATA")]
+
+
+@pytest.mark.parametrize("case", ["unaccepted context", "not a storage class", "dimse handler", "no handler",
+                                  "store without data set"])
+def test_assembler_leaves_unusual_stores_to_pynetdicom(case: str) -> None:
+    assoc = _Association(store_handler=case != "no handler", dimse_handlers=case == "dimse handler")
+    assembler, delivered = _assembler(assoc)
+    command = _store_command(data=case != "store without data set",
+                             cuid=VERIFICATION if case == "not a storage class" else TWELVE_LEAD)
+    cx = 3 if case == "unaccepted context" else 1
+    items = [(cx, 0x03, command)] + ([] if case == "store without data set" else [(cx, 0x02, b"DATA")])
+    assert assembler.receive(_pdu(*items))
+    assert delivered == []
+    assert assoc.passed == [(c, bytes([h]) + v) for c, h, v in items]
+
+
+def test_assembler_refuses_malformed_items_before_taking_any() -> None:
+    assoc = _Association()
+    assembler, delivered = _assembler(assoc)
+    good = _pdu((1, 0x03, _store_command()))
+    assert not assembler.receive(good + b"\x00\x00\x00\x09\x01")  # a second item cut short
+    assert not assembler.receive(b"\x00\x00\x00\x01\x01\x03")  # an item shorter than its header
+    assert not assembler.receive(b"")
+    assert assoc.passed == [] and delivered == []
+
+
+@pytest.mark.parametrize("max_pdu", [0, 4096])
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+def test_node_stores_through_the_fast_path_bytes_as_sent(node_factory, tmp_path: Path, monkeypatch,
+                                                        max_pdu: int, syntax: str) -> None:
+    served: list[str] = []
+    real_serve = faststore.serve
+
+    def counting_serve(assoc: Any, msg: FastCStore, context: Any) -> None:
+        served.append(msg.sop_instance_uid)
+        real_serve(assoc, msg, context)
+
+    monkeypatch.setattr(faststore, "serve", counting_serve)
+    node = node_factory(max_pdu=max_pdu)
+    source = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "ecg.dcm")
+    ds = pydicom.dcmread(source)
+    sent = tmp_path / "sent.dcm"
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(sent, enforce_file_format=True)
+    ae = AE(ae_title="CART")
+    ae.add_requested_context(ds.SOPClassUID, syntax)
+    ae.add_requested_context(VERIFICATION)
+    ae.maximum_pdu_size = 0
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(sent)
+        again = assoc.send_c_store(sent)  # a plain re-send: Success, stored once
+        echo = assoc.send_c_echo()  # passed through to pynetdicom between two fast stores
+    finally:
+        assoc.release()
+    assert (status.Status, again.Status, echo.Status) == (0x0000, 0x0000, 0x0000)
+    assert served == [ds.SOPInstanceUID] * 2
+    [row] = node.ingest.catalog.list_instances()
+    stored = (node.config.data_dir / row.path).read_bytes()
+    raw = sent.read_bytes()
+    meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]  # preamble, DICM, group length element, group
+    expected_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+    assert stored == b"\0" * 128 + b"DICM" + expected_meta + raw[meta_end:]
