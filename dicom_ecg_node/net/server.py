@@ -269,10 +269,18 @@ class DicomNode:
         Node settings.
     ingest : IngestService
         The storage use case the C-STORE handler calls.
+    reuse_port : bool
+        Bind with ``SO_REUSEPORT`` when no shared listening socket is given.
+    listeners : dict, optional
+        Worker mode: port -> (listening socket shared by the parent, balancer).
+    run_derived_work : bool
+        Run the clock and reconciliation work of this process's stores (``False`` in worker processes: their
+        parent runs it for all of them, see :mod:`dicom_ecg_node.services.derived`).
     """
 
     def __init__(self, config: NodeConfig, ingest: IngestService, *, reuse_port: bool = False,
-                 listeners: dict[int, tuple[socket.socket, AcceptBalancer]] | None = None) -> None:
+                 listeners: dict[int, tuple[socket.socket, AcceptBalancer]] | None = None,
+                 run_derived_work: bool = True) -> None:
         self.config = config
         # Worker mode with sockets shared by the parent: port -> (listening socket, balancer).
         self._listeners = listeners or {}
@@ -301,19 +309,19 @@ class DicomNode:
 
             self.analysis = AnalysisService(config, ingest)
             ingest.listeners.append(self.analysis.listener)
-        from dicom_ecg_node.services.clocks import ClockService
+        from dicom_ecg_node.services.derived import derived_work
         from dicom_ecg_node.services.mpps import MppsService
-        from dicom_ecg_node.services.reconcile import ReconcileService
 
         # Device clocks (IHE Consistent Time) and reconciliation look at every stored instance after its commit,
-        # in the background dispatcher: the C-STORE response waits only for "stored" (file durable + row
-        # committed). Reconciliation runs first, the clock observation last: its row marks the work as done, so
-        # what a crash, a full queue or a stop left undone is caught up from the catalog (services/dispatch.py).
+        # in the background: the C-STORE response waits only for "stored" (file durable + row committed); what a
+        # crash, a full queue or a stop left undone is caught up from the catalog (services/dispatch.py). Worker
+        # processes leave it to their parent (run_derived_work=False), which finds their stores in the catalog.
         # MPPS N-CREATE / N-SET (PS3.4 F.7) report the carts' work to the worklist.
-        self.clocks = ClockService(ingest.catalog, config)
-        self.reconcile = ReconcileService(ingest.catalog, config)
-        self.dispatcher = self._derived_work_dispatcher(ingest, reuse_port)
-        ingest.listeners.append(self.dispatcher.listener)
+        work = derived_work(ingest.catalog, ingest.archive, config)
+        self.clocks, self.reconcile = work.clocks, work.reconcile
+        self.dispatcher: StoreDispatcher | None = work.dispatcher if run_derived_work else None
+        if self.dispatcher is not None:
+            ingest.listeners.append(self.dispatcher.listener)
         self.mpps = MppsService(ingest.catalog)
         from dicom_ecg_node.net.commitment import CommitmentSender
         from dicom_ecg_node.services.commitment import CommitmentService
@@ -339,28 +347,6 @@ class DicomNode:
         self._tls_server: NodeAssociationServer | None = None  # the TLS listener when plaintext is on too
         self._server: NodeAssociationServer | None = None
         self._thread: threading.Thread | None = None
-
-    def _derived_work_dispatcher(self, ingest: IngestService, reuse_port: bool) -> StoreDispatcher:
-        """The background dispatcher of the clock and reconciliation listeners, with its catalog catch-up."""
-        from pathlib import Path
-
-        from dicom_ecg_node.services.clocks import is_observed, unobserved_instances
-        from dicom_ecg_node.services.dispatch import StoreDispatcher
-        from dicom_ecg_node.services.ingest import StoreOutcome
-
-        catalog, archive = ingest.catalog, ingest.archive
-
-        def pending(after: int, before: Any, limit: int) -> list[tuple[int, StoreOutcome]]:
-            return [(r.id, StoreOutcome("stored", r.sop_class_uid, r.sop_instance_uid, r.study_instance_uid,
-                                        archive.resolve(r.path), r.size, r.sha256, (), 0.0))
-                    for r in unobserved_instances(catalog, after_id=after, received_before=before, limit=limit)]
-
-        return StoreDispatcher(
-            [self.reconcile.on_store, self.clocks.observe], pending=pending,
-            is_pending=lambda outcome: not is_observed(catalog, outcome.sop_instance_uid),
-            # Worker processes: another process's queue runs its own stores first; passes take turns.
-            settle_s=60.0 if reuse_port else 0.0,
-            lock_path=Path(self.config.data_dir) / ".derived-work.lock" if reuse_port else None)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -423,7 +409,8 @@ class DicomNode:
         if self.tls_address is not None:
             log.info("DICOM TLS (mutual authentication) on %s:%d", *self.tls_address)
         self.commitment_sender.start()  # resumes the reports left pending by a previous run
-        self.dispatcher.start()  # first catches up the derived work a previous run left undone
+        if self.dispatcher is not None:
+            self.dispatcher.start()  # first catches up the derived work a previous run left undone
         if self.analysis is not None:
             self.analysis.start()  # first analyses what a previous run left unanalysed
         host, port = self.address
@@ -452,7 +439,8 @@ class DicomNode:
         # After the associations: a requester still waiting for its report on one got it during the grace time.
         self.commitment_sender.stop()
         # The stores are over: run the queued derived work within the grace period; the rest is caught up at start.
-        self.dispatcher.stop(grace_s=grace_s)
+        if self.dispatcher is not None:
+            self.dispatcher.stop(grace_s=grace_s)
         if self.analysis is not None:
             self.analysis.stop()  # the ECG in progress finishes; the rest stays pending in the catalog
         self.audit.close()

@@ -60,7 +60,8 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
 
     ingest = IngestService.open(config)
     try:
-        node = DicomNode(config, ingest, reuse_port=reuse_port, listeners=listeners)
+        # Worker processes (reuse_port) leave the derived work to their parent (run_node).
+        node = DicomNode(config, ingest, reuse_port=reuse_port, listeners=listeners, run_derived_work=not reuse_port)
         node.start()
         # HL7 (MLLP listener, results sender) runs in one process only: here, unless this is a worker process
         # (then the parent runs it, see run_node).
@@ -174,9 +175,15 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
         audit = AuditLog.for_config(config)
         hl7 = _start_hl7(config, ingest.catalog, audit)  # the parent runs HL7 for all workers
         web = _start_web(config, ingest.catalog)  # and the web viewer, which polls the catalog for new ECGs
+        from dicom_ecg_node.services.derived import derived_work
+
+        # And the derived work of every worker's stores, in its own interpreter (services/derived.py).
+        dispatcher = derived_work(ingest.catalog, ingest.archive, config, poll=True).dispatcher
+        dispatcher.start()
         try:
             _run_workers(config, stop, workers)
         finally:
+            dispatcher.stop(grace_s=30.0)
             if web is not None:
                 web.stop()
             if hl7 is not None:

@@ -92,14 +92,24 @@ class StoreDispatcher:
         worker processes, the time another process's queue needs to run its own stores).
     lock_path : Path, optional
         Lock file serialising catch-up passes between processes.
+    poll_s : float, optional
+        Also run a catch-up pass every ``poll_s`` seconds: the mode of a process that stores nothing itself and
+        finds the stores of other processes in the catalog (see :mod:`.derived`).
+    probe : callable, optional
+        With ``poll_s``: a cheap catalog reading that changes whenever there may be new work; a poll that reads
+        the value the last completed pass started from is skipped.
     name : str
         Thread name.
     """
 
     def __init__(self, listeners: Sequence[Listener], *, pending: Pending | None = None,
                  is_pending: Callable[[StoreOutcome], bool] | None = None, queue_size: int = QUEUE_SIZE,
-                 settle_s: float = 0.0, lock_path: Path | None = None, name: str = "ecg-node-dispatch") -> None:
+                 settle_s: float = 0.0, lock_path: Path | None = None, poll_s: float | None = None,
+                 probe: Callable[[], object] | None = None, name: str = "ecg-node-dispatch") -> None:
         self.listeners = list(listeners)
+        self.poll_s = poll_s
+        self.probe = probe
+        self._probed: object = None  # the probe's value when the last complete pass started
         self.pending = pending
         self.is_pending = is_pending
         self.settle_s = settle_s
@@ -225,8 +235,11 @@ class StoreDispatcher:
                 self._run_catch_up()
                 continue
             try:
-                item = self._queue.get(timeout=_POLL_S)
+                item = self._queue.get(timeout=_POLL_S if self.poll_s is None else self.poll_s)
             except queue.Empty:
+                if self.poll_s is not None:
+                    with self._lock:
+                        self._want_catch_up_locked()
                 continue
             if item is not None:
                 self._yield_to_stores(item[0])
@@ -287,11 +300,16 @@ class StoreDispatcher:
             self._overflow = False
             followup, self._followup = self._followup, False
         try:
+            token = None if self.probe is None else self.probe()
+            if token is not None and token == self._probed:
+                return  # (finally below) nothing stored or observed since the last complete pass
             with self._process_lock() as locked:
                 if locked:
                     self._pass()
+                    self._probed = token
         except Exception:
-            log.exception("derived-work catch-up failed; retried at the next overflow or start")
+            self._probed = None
+            log.exception("derived-work catch-up failed; retried at the next overflow, poll or start")
         finally:
             with self._lock:
                 self._busy -= 1

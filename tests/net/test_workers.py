@@ -48,6 +48,21 @@ def test_two_workers_store_from_four_associations(tmp_path):
         for t in threads:
             t.join()
         assert statuses == [0] * 40
+        # The derived work of both workers' stores runs in the parent (services/derived.py), which finds them in
+        # the catalog: every stored ECG gets its device-clock observation without a store listener in that process.
+        from dicom_ecg_node.catalog import Catalog
+
+        catalog = Catalog.open(f"sqlite:///{data_dir / 'catalog.sqlite'}")
+        try:
+            observation = catalog.models.ClockObservation
+            deadline = time.monotonic() + 30
+            while observation.select().count() < 40:
+                assert time.monotonic() < deadline, f"{observation.select().count()} of 40 observed"
+                time.sleep(0.1)
+            observed = {o.sop_instance_uid for o in observation.select(observation.sop_instance_uid)}
+        finally:
+            catalog.close()
+        assert observed == {pydicom.dcmread(f).SOPInstanceUID for f in files}
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
