@@ -423,10 +423,8 @@ class IngestService:
                 raise InstanceConflictError(
                     f"SOPInstanceUID {uid} is already stored with different content "
                     f"(stored sha256 {existing.sha256[:12]}…, received {record.sha256[:12]}…)")
-        written = self.archive.write(self.archive.placement(uid), data)
-        if written.sha256 != record.sha256:  # the bytes changed between hashing and writing: never expected
-            self._discard(written.relative)
-            raise ArchiveError(f"{written.relative}: checksum changed while writing")
+        # ``data`` is immutable bytes, hashed once by store(): the archive does not hash it again.
+        written = self.archive.write(self.archive.placement(uid), data, sha256=record.sha256)
         record = replace(record, path=written.relative, size=written.size)
         try:
             result = self.catalog.add_instance(record, replace=replace_policy)

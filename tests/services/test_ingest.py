@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -269,6 +271,20 @@ def test_disk_full(tmp_path: Path, catalog_url: str) -> None:
             assert store(svc, small).status == "stored"  # the node keeps working once space allows
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_archive_fan_out_is_created_once_and_used(service: IngestService) -> None:
+    root = service.config.data_dir / "archive"
+    leaves = [p for p in root.glob("*/*") if p.is_dir()]
+    assert len(leaves) == 256 * 16 and {p.name for p in root.iterdir()} == {f"{a:02x}" for a in range(256)}
+    out = store(service, sample("pydicom/waveform_ecg.dcm").read_bytes())
+    digest = hashlib.sha256(out.sop_instance_uid.encode()).hexdigest()
+    assert out.path.parent == root / digest[:2] / digest[2]  # no directory made on the way
+    assert [p for p in root.glob("*/*") if p.is_dir()] == leaves
+    # A directory an admin removed (or an earlier layout's) is made again, durably, when a file goes there.
+    shutil.rmtree(root / "7f")
+    written = service.archive.write("archive/7f/0/x.dcm", b"DICM", sha256="0" * 64)
+    assert written.path.read_bytes() == b"DICM" and written.sha256 == "0" * 64  # the caller's digest, not rehashed
 
 
 def test_startup_cleans_stale_temp_files(config: NodeConfig) -> None:
