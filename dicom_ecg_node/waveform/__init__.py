@@ -2,11 +2,14 @@
 
 Public API: :func:`decode` → :class:`Recording` of :class:`MultiplexGroup` of :class:`Channel`, plus
 :class:`Measurement`, :class:`Synchronization`, :class:`CodedConcept`, the error :class:`WaveformError`, and the
-synthetic 12-lead writer :func:`synthesize_ecg` for tests, demos and benchmarks.
+synthetic 12-lead writer :func:`synthesize_ecg` for tests, demos and benchmarks. :func:`read_object` and
+:func:`attribute` read a file's bytes once for both the decoder and the caller's own attributes (the ingest
+service), :class:`Unsupported` saying when pydicom must read it instead.
 """
 
 from dicom_ecg_node.errors import WaveformError
-from dicom_ecg_node.waveform.decode import decode
+from dicom_ecg_node.waveform._fastread import FastItem, Unsupported
+from dicom_ecg_node.waveform.decode import attribute, decode, read_object
 from dicom_ecg_node.waveform.model import (
     Channel,
     CodedConcept,
@@ -22,12 +25,16 @@ __all__ = [
     "WAVEFORM_SOP_CLASSES",
     "Channel",
     "CodedConcept",
+    "FastItem",
     "Measurement",
     "MultiplexGroup",
     "Recording",
     "Synchronization",
+    "Unsupported",
     "WaveformError",
+    "attribute",
     "decode",
     "is_waveform_class",
+    "read_object",
     "synthesize_ecg",
 ]

@@ -59,6 +59,9 @@ KEEP_VALUES: frozenset[int] = frozenset({
     0x0008002A, 0x00080022, 0x00080032, 0x00080023, 0x00080033, 0x00080020, 0x00080030,  # acquisition time
     0x00080201,  # Timezone Offset From UTC
     0x00100010, 0x00100020, 0x00100030, 0x00100040,  # Patient's Name, ID, Birth Date, Sex
+    # identity the ingest service catalogs (PS3.3 C.7.1.1, C.7.2.1, C.7.3.1, C.7.6.1)
+    0x00100021, 0x00080050, 0x00200010, 0x00081030, 0x00080090,  # Issuer of PID, Accession, Study ID/Descr., Ref.
+    0x00200011, 0x0008103E, 0x00080021, 0x00080031, 0x00200013,  # Series Number/Descr./Date/Time, Instance Number
     0x00200200, 0x0018106A, 0x00181061, 0x00181800, 0x00181801, 0x00181802,  # Synchronization module
     # multiplex group (PS3.3 C.10.9.1)
     0x00181068, 0x003A0020, 0x003A0005, 0x003A0010, 0x003A001A, 0x54001004, 0x54001006, 0x5400100A, 0x54001010,
@@ -112,7 +115,8 @@ class FastItem:
     (kept or not), as ``len()`` of a pydicom dataset would say.
     """
 
-    __slots__ = ("count", "elements", "implicit", "little", "parent", "transfer_syntax_uid")
+    __slots__ = ("count", "elements", "implicit", "little", "media_storage_sop_instance_uid", "parent", "source",
+                 "transfer_syntax_uid")
 
     def __init__(self, elements: dict[int, Element], count: int, implicit: bool, little: bool,
                  parent: FastItem | str | MutableSequence[str]) -> None:
@@ -122,7 +126,11 @@ class FastItem:
         self.little = little
         # The enclosing item, or the character set encoding pydicom would give a top-level item.
         self.parent = parent
+        #: Of the root item of a file: file meta Transfer Syntax UID and Media Storage SOP Instance UID.
         self.transfer_syntax_uid: str | None = None
+        self.media_storage_sop_instance_uid: str | None = None
+        #: Of an item from ``decode.read_object``: the file's bytes (pydicom reads them when this reader cannot).
+        self.source: bytes = b""
 
     def __len__(self) -> int:
         return self.count
@@ -331,6 +339,7 @@ def read_file(data: bytes) -> FastItem:
         raise Unsupported("no preamble and DICM prefix")
     pos = 132
     transfer_syntax: RawDataElement | None = None
+    media_instance: bytes | None = None
     size = len(data)
     while pos + 8 <= size and _LE_U16.unpack_from(data, pos)[0] == 0x0002:
         _, elem, vr, length = _LE_EXPLICIT.unpack_from(data, pos)
@@ -343,7 +352,9 @@ def read_file(data: bytes) -> FastItem:
             raise Unsupported("file meta element with an unknown VR")
         if length == _UNDEFINED or pos + length > size:
             raise Unsupported("file meta element runs past the end")
-        if elem == 0x0010:
+        if elem == 0x0003:
+            media_instance = data[pos:pos + length]
+        elif elem == 0x0010:
             transfer_syntax = RawDataElement(BaseTag(0x00020010), _VR_NAMES[vr], length, data[pos:pos + length],
                                              0, False, True)
         pos += length
@@ -368,6 +379,8 @@ def read_file(data: bytes) -> FastItem:
     item = FastItem({}, 0, implicit, little, default_encoding)
     _read_dataset(data, pos, -1, implicit, little, item, True)
     item.transfer_syntax_uid = uid
+    if media_instance is not None:
+        item.media_storage_sop_instance_uid = media_instance.decode("ascii", "replace").rstrip("\0 ")
     return item
 
 

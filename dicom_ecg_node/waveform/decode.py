@@ -56,7 +56,7 @@ from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._access import number, sequence, text
 from dicom_ecg_node.waveform._annotations import coded, first_item, parse_annotations
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset, resolve_zone
-from dicom_ecg_node.waveform._fastread import FastItem, Unsupported, read_file, read_sequence_value
+from dicom_ecg_node.waveform._fastread import KEEP_VALUES, FastItem, Unsupported, read_file, read_sequence_value
 from dicom_ecg_node.waveform._g711 import ALAW_TO_LINEAR16, MULAW_TO_LINEAR16
 from dicom_ecg_node.waveform.model import Channel, MultiplexGroup, Recording, Synchronization
 from dicom_ecg_node.waveform.sopclass import iod_violations
@@ -73,7 +73,7 @@ INTERPRETATIONS: dict[str, tuple[int, str]] = {
 # PS3.5 6.2 UI: components of digits separated by single periods, no leading zero, at most 64 characters.
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
-Source = Dataset | str | os.PathLike[str] | bytes | bytearray | memoryview
+Source = Dataset | FastItem | str | os.PathLike[str] | bytes | bytearray | memoryview
 
 # Tags of the keywords read for every channel and group, looked up once (tag_for_keyword per call adds up).
 _TAGS: dict[str, int] = {
@@ -489,13 +489,45 @@ def _synchronization(ds: Dataset | FastItem) -> Synchronization | None:
     return Synchronization(**values)
 
 
+def read_object(data: bytes) -> FastItem | None:
+    """The bytes of a Part 10 file read by the fast reader, for :func:`attribute` and :func:`decode`.
+
+    Only the elements the decoder and the catalog read are kept (see :mod:`._fastread`); ``None`` when the file
+    holds something the fast reader leaves to pydicom (the caller then reads it with pydicom: same values).
+    """
+    try:
+        item = read_file(data)
+    except Unsupported:
+        return None
+    item.source = data
+    return item
+
+
+def attribute(ds: Dataset | FastItem, keyword: str) -> Any:
+    """``ds.get(keyword)`` for a pydicom dataset or an object from :func:`read_object` (same value).
+
+    Raises
+    ------
+    Unsupported
+        ``keyword`` is not kept by the fast reader's object, or its value must be read by pydicom (the caller
+        reads the file with pydicom instead).
+    """
+    if type(ds) is FastItem:
+        tag = _tag(keyword)
+        if tag not in KEEP_VALUES:
+            raise Unsupported(f"{keyword} is not read by the fast reader")
+        return ds.get(tag)
+    return ds.get(keyword)
+
+
 def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recording:
     """Decode a DICOM waveform object faithfully.
 
     Parameters
     ----------
     source : pydicom.Dataset, str, os.PathLike or bytes
-        A dataset, the path of a DICOM file, or the bytes of a DICOM Part 10 file.
+        A dataset, the path of a DICOM file, the bytes of a DICOM Part 10 file, or what :func:`read_object`
+        returned for such bytes.
     default_zone : datetime.tzinfo or str, optional
         Zone (tzinfo or IANA name such as ``"Europe/Rome"``) for an acquisition time that carries no UTC offset
         and has no Timezone Offset From UTC. ``None`` means UTC.
@@ -514,6 +546,11 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
     try:
         if isinstance(source, Dataset):
             return _decode_dataset(source, default_zone)
+        if type(source) is FastItem:
+            try:
+                return _decode(source, default_zone, fast_sequences=False)
+            except Unsupported:
+                return _decode_dataset(_parse(source.source, False), default_zone)  # same rules, same result
         data = _source_bytes(source)
         try:
             return _decode(read_file(data), default_zone, fast_sequences=False)

@@ -31,6 +31,7 @@ from dicom_ecg_node.errors import (
     UnsupportedSOPClassError,
 )
 from dicom_ecg_node.services.ingest import IngestService, validate_uid
+from dicom_ecg_node.waveform import Unsupported, attribute, read_object
 from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
 
 VALID = ["pixelmed/39da47b7.dcm", "pydicom/waveform_ecg.dcm"]
@@ -103,6 +104,45 @@ def test_valid_samples_are_stored_byte_for_byte(service: IngestService, name: st
     assert detail.summary.acquisition_utc is not None
     assert detail.groups and detail.groups[0].n_channels == 12
     assert service.quarantine.entries() == []
+
+
+@pytest.mark.parametrize("name", [*VALID, "pydicom/waveform_ecg.dcm#explicit-be", "pydicom/waveform_ecg.dcm#implicit",
+                                  "pydicom/waveform_ecg.dcm#deflated"])
+def test_fast_reader_and_pydicom_catalog_the_same_record(service: IngestService, name: str) -> None:
+    # The ingest service reads a file once with the decoder's fast reader (waveform.read_object) and falls back to
+    # pydicom for what that reader leaves; both must give the catalog the very same record.
+    path, _, syntax = name.partition("#")
+    data = sample(path).read_bytes()
+    if syntax:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.PatientName = "Müller^Jürgen"  # text through the Specific Character Set
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.AccessionNumber, ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "ACC7", "S1", "3", "11"
+        ds.file_meta.TransferSyntaxUID = {"explicit-be": "1.2.840.10008.1.2.2", "implicit": "1.2.840.10008.1.2",
+                                          "deflated": "1.2.840.10008.1.2.1.99"}[syntax]
+        buf = io.BytesIO()
+        if syntax == "explicit-be":
+            pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=False, enforce_file_format=True)
+        else:
+            ds.save_as(buf, enforce_file_format=True)
+        data = buf.getvalue()
+    fast = read_object(data)
+    syntax_uid = pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID
+    assert fast is not None and fast.transfer_syntax_uid == syntax_uid
+    received = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    via_fast = service._validate(data, "CART1", "127.0.0.1", received, "0" * 64, {}, None, None)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    via_pydicom = service._validate_object(ds, str(ds.file_meta.TransferSyntaxUID),
+                                           ds.file_meta.get("MediaStorageSOPInstanceUID"), data, "CART1",
+                                           "127.0.0.1", received, "0" * 64, {}, None, None)
+    assert via_fast == via_pydicom
+    assert via_fast.patient.patient_id == str(ds.PatientID) and via_fast.groups
+    if syntax:
+        assert (via_fast.patient.name, via_fast.study.accession_number, via_fast.series.series_number,
+                via_fast.instance_number) == ("Müller^Jürgen", "ACC7", 3, 11)
+    # An attribute the fast reader does not keep is not guessed: the caller reads the file with pydicom.
+    with pytest.raises(Unsupported):
+        attribute(fast, "OperatorsName")
 
 
 @pytest.mark.parametrize("name", DOTDOT)
