@@ -161,7 +161,10 @@ class AssociationGuard:
     def _check_peer_limit(self, assoc: Association, address: str) -> None:
         if not self.max_associations_per_peer:
             return
-        mine = [a for a in assoc.ae.active_associations
+        # pynetdicom's associations and the light ones (net/lightassoc.py) of the same server.
+        light = getattr(getattr(assoc, "_server", None), "light", None)
+        running = light.active() if light is not None else assoc.ae.active_associations
+        mine = [a for a in running
                 if a.is_acceptor and a.requestor.address_info is not None and a.requestor.address == address]
         if len(mine) > self.max_associations_per_peer:
             raise LimitExceededError(f"{len(mine) - 1} associations from {address} already "

@@ -133,6 +133,10 @@ class NodeAssociationServer(ThreadedAssociationServer):
         With ``listen_socket``: how this worker takes its share of the connections.
     """
 
+    #: ``server_close`` does not join the connection threads: a light association (net/lightassoc.py) runs on its
+    #: connection's thread until it ends, and :meth:`DicomNode.stop` gives those their grace period itself.
+    block_on_close = False
+
     def __init__(self, *args: Any, reuse_port: bool = False,
                  on_tls_refused: Callable[[tuple[str, int], BaseException], None] | None = None,
                  handshake_timeout: float = 30.0, listen_socket: socket.socket | None = None,
@@ -150,6 +154,11 @@ class NodeAssociationServer(ThreadedAssociationServer):
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
         super().__init__(*args, **kwargs)
         self.contexts = [_SharedUidContext.of(cx) for cx in self.contexts]
+        from dicom_ecg_node.net.lightassoc import LightRegistry
+
+        #: Verification and query associations served on their connection's thread (net/lightassoc.py); plain
+        #: TCP only: a TLS connection goes to pynetdicom.
+        self.light: LightRegistry | None = None if self.ssl_context else LightRegistry(self.ae)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """Accept; with TLS, wrap without handshaking: the handshake runs in the connection's own thread.
@@ -170,7 +179,7 @@ class NodeAssociationServer(ThreadedAssociationServer):
         return client, address
 
     def _running(self) -> int:
-        """Associations running or about to (accepted, thread not started yet)."""
+        """Associations running or about to (accepted, thread not started yet; light ones count as starting)."""
         return len(self.active_associations) + self._starting
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -194,6 +203,9 @@ class NodeAssociationServer(ThreadedAssociationServer):
                     self._on_tls_refused(client_address, exc)
                 self.shutdown_request(request)
                 return
+        elif self.light is not None and self.light.try_serve(request, client_address, self.contexts, self._handlers):
+            self.shutdown_request(request)
+            return
         super().process_request_thread(request, client_address)
 
     def service_actions(self) -> None:
@@ -430,6 +442,9 @@ class DicomNode:
         if self._thread is not None:
             self._thread.join()
         deadline = time.monotonic() + grace_s
+        for light in (server.light, tls_server.light if tls_server is not None else None):
+            if light is not None:  # query associations served on their own thread (net/lightassoc.py)
+                light.stop(max(0.0, deadline - time.monotonic()))
         for assoc in active:
             assoc.join(max(0.0, deadline - time.monotonic()))
         for assoc in server.active_associations + [a for a in active if a.is_alive()]:

@@ -1,0 +1,168 @@
+"""net/lightassoc.py: verification and query associations served on their connection's thread."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+from helpers import RunningNode, run_dcmtk
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as SRFIND  # noqa: N814
+
+VERIFICATION = "1.2.840.10008.1.1"
+TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
+
+
+def _light(node: RunningNode):
+    return node.node._server.light
+
+
+def _associate(node: RunningNode, *contexts: str, ae_title: str = "VIEWER"):
+    ae = AE(ae_title=ae_title)
+    for uid in contexts:
+        ae.add_requested_context(uid)
+    return ae.associate(node.host, node.port, ae_title=node.aet)
+
+
+def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(node: RunningNode) -> None:
+    light = _light(node)
+    assoc = _associate(node, VERIFICATION, SRFIND)
+    assert assoc.is_established
+    assert light.count() == 1 and not node.node._server.active_associations
+    assert assoc.send_c_echo().Status == 0x0000
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = "NOBODY"
+    ds.StudyInstanceUID = ""
+    assert [int(s.Status) for s, _ in assoc.send_c_find(ds, SRFIND)] == [0x0000]
+    assoc.release()
+    deadline = time.monotonic() + 5
+    while light.count() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert light.count() == 0 and light.served == 1
+    # A storage context (a cart) goes to pynetdicom's association machinery.
+    cart = _associate(node, VERIFICATION, TWELVE_LEAD, ae_title="CART")
+    assert cart.is_established and light.served == 1
+    assert len(node.node._server.active_associations) == 1
+    assert cart.send_c_echo().Status == 0x0000
+    cart.release()
+
+
+@pytest.mark.dcmtk
+def test_dcmtk_echoscu_and_release_are_logged_and_audited(node: RunningNode, caplog) -> None:
+    caplog.set_level("INFO", logger="dicom_ecg_node.net")
+    result = run_dcmtk("echoscu", "-aet", "DCMTKECHO", "-aec", node.aet, node.host, str(node.port))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _light(node).served == 1
+    deadline = time.monotonic() + 5
+    while "association released: calling AE 'DCMTKECHO'" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "association accepted: calling AE 'DCMTKECHO' from 127.0.0.1" in caplog.text
+    assert "association released: calling AE 'DCMTKECHO'" in caplog.text
+    node.node.audit.flush()
+    lines = "".join(p.read_text() for p in (node.config.data_dir / "audit").glob("*"))
+    assert '"event":"association","outcome":"accepted","node":"ECGNODE","ae":"DCMTKECHO"' in lines
+
+
+def test_strict_access_control_applies(node_factory) -> None:
+    node = node_factory(accept_unknown=False)
+    assoc = _associate(node, VERIFICATION, ae_title="STRANGER")
+    assert assoc.is_rejected
+    assert (assoc.acceptor.primitive.result, assoc.acceptor.primitive.result_source,
+            assoc.acceptor.primitive.diagnostic) == (1, 1, 3)
+    node.node.retrieve.registry.add("ECHOONLY", "127.0.0.1", 104, permissions="echo")
+    assoc = _associate(node, VERIFICATION, SRFIND, ae_title="ECHOONLY")
+    assert assoc.is_established and _light(node).served == 2
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = "X"
+    statuses = [int(s.Status) for s, _ in assoc.send_c_find(ds, SRFIND)]
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert statuses == [0x0124]  # PS3.7 C.5.13 not authorized: no find permission
+
+
+def test_per_peer_limit_counts_light_associations(node_factory) -> None:
+    node = node_factory(max_associations_per_peer=1)
+    first = _associate(node, VERIFICATION)
+    assert first.is_established
+    second = _associate(node, VERIFICATION)  # light as well
+    third = _associate(node, VERIFICATION, TWELVE_LEAD, ae_title="CART")  # pynetdicom's path
+    first.release()
+    for refused in (second, third):
+        assert refused.is_rejected
+        rj = refused.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (2, 3, 2)
+
+
+def test_idle_association_is_aborted_after_the_network_timeout(node_factory) -> None:
+    node = node_factory(network_timeout=1.0)
+    assoc = _associate(node, VERIFICATION)
+    assert assoc.is_established
+    deadline = time.monotonic() + 10
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert assoc.is_aborted and _light(node).count() == 0
+
+
+def _request_bytes(node: RunningNode) -> bytes:
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = "RAW"
+    primitive.called_ae_title = node.aet
+    cx = build_context(VERIFICATION)
+    cx.context_id = 1
+    primitive.presentation_context_definition_list = [cx]
+    length = MaximumLengthNotification()
+    length.maximum_length_received = 16384
+    primitive.user_information = [length]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return pdu.encode()
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    header = b""
+    while len(header) < 6:
+        header += sock.recv(6 - len(header))
+    length = struct.unpack(">I", header[2:])[0]
+    body = b""
+    while len(body) < length:
+        body += sock.recv(length - len(body))
+    return header[0], body
+
+
+def test_unexpected_pdu_and_malformed_data_are_aborted(node: RunningNode) -> None:
+    request = _request_bytes(node)
+    for bad in (request, b"\x04\x00\x00\x00\x00\x03\x00\x00\x00"):  # a second A-ASSOCIATE-RQ; a P-DATA cut short
+        with socket.create_connection((node.host, node.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+            sock.sendall(bad)
+            kind, _ = _read_pdu(sock)
+            assert kind == 0x07  # A-ABORT
+        assert _light(node).served >= 1
+    # The node keeps serving.
+    assoc = _associate(node, VERIFICATION)
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_stop_waits_for_a_running_light_association_then_closes_it(node_factory) -> None:
+    node = node_factory()
+    assoc = _associate(node, VERIFICATION)
+    assert assoc.is_established
+    started = time.monotonic()
+    node.node.stop(grace_s=1.0)
+    assert 0.9 <= time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not assoc.is_established
