@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import peewee as pw
@@ -200,9 +201,14 @@ class AERegistry:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._model = catalog.models.RemoteAE
+        # get() runs for every association: its SELECT is compiled once (with the database's placeholder) and run
+        # on the cursor, ~15 us instead of ~190 us through a peewee query and model instance.
+        model = self._model
+        self._get_sql, _ = model.select().where(model.ae_title == "").sql()
+        self._get_names = [f.name for f in model._meta.sorted_fields]
 
     @staticmethod
-    def _entry(row: pw.Model) -> RegisteredAE:
+    def _entry(row: Any) -> RegisteredAE:
         created = row.created_at
         if isinstance(created, str):  # SQLite may hand back the stored text
             created = datetime.fromisoformat(created)
@@ -331,12 +337,11 @@ class AERegistry:
             Not registered (an invalid title is also simply unknown).
         """
         title = ae_title.strip(" ")
-        model = self._model
         with self.catalog._connection():
-            row = model.select().where(model.ae_title == title).first()
-        if row is None:
+            values = self.catalog.db.execute_sql(self._get_sql, (title,)).fetchone()
+        if values is None:
             raise UnknownAEError(f"AE title {title!r} is not registered (ecg-node ae add)")
-        return self._entry(row)
+        return self._entry(SimpleNamespace(**dict(zip(self._get_names, values, strict=True))))
 
     def list(self) -> list[RegisteredAE]:
         """Every registered peer, by AE title."""

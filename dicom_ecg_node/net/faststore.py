@@ -113,33 +113,48 @@ def _element(group: int, element: int, value: bytes) -> bytes:
     return _ELEMENT.pack(group, element, len(value)) + value
 
 
-def store_response_command(message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int,
-                           error_comment: str | None = None) -> bytes:
-    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2, Table 9.3-2), as pynetdicom encodes it.
+def response_command(command_field: int, message_id: int, sop_class_uid: str, status: int,
+                     error_comment: str | None = None, sop_instance_uid: str | None = None) -> bytes:
+    """The command set of a DIMSE-C response without a data set, as pynetdicom encodes it (PS3.7 9.3, E.1).
+
+    Affected SOP Class UID, Command Field, Message ID Being Responded To, Command Data Set Type 0101, Status,
+    Error Comment when given, Affected SOP Instance UID when given (C-STORE-RSP), in ascending tag order with the
+    group length first (PS3.7 9.1.2).
 
     Parameters
     ----------
+    command_field : int
+        0x8001 C-STORE-RSP, 0x8030 C-ECHO-RSP, 0x8020 C-FIND-RSP.
     message_id : int
         Message ID of the request (Message ID Being Responded To).
-    sop_class_uid, sop_instance_uid : str
-        Affected SOP Class / Instance UID, echoed from the request.
+    sop_class_uid : str
+        Affected SOP Class UID, echoed from the request.
     status : int
         The DIMSE status (PS3.7 C).
     error_comment : str, optional
         PS3.7 C.4.2: up to 64 characters of the default repertoire.
+    sop_instance_uid : str, optional
+        Affected SOP Instance UID (C-STORE-RSP).
     """
     parts = [
         _element(0x0000, 0x0002, _even(sop_class_uid.encode("ascii"), b"\0")),  # Affected SOP Class UID
-        _element(0x0000, 0x0100, _US.pack(C_STORE_RSP)),  # Command Field
+        _element(0x0000, 0x0100, _US.pack(command_field)),  # Command Field
         _element(0x0000, 0x0120, _US.pack(message_id)),  # Message ID Being Responded To
         _element(0x0000, 0x0800, _US.pack(NO_DATASET)),  # Command Data Set Type
         _element(0x0000, 0x0900, _US.pack(status)),  # Status
     ]
     if error_comment is not None:
         parts.append(_element(0x0000, 0x0902, _even(error_comment.encode("ascii"), b" ")))  # Error Comment
-    parts.append(_element(0x0000, 0x1000, _even(sop_instance_uid.encode("ascii"), b"\0")))  # Affected SOP Inst.
+    if sop_instance_uid is not None:
+        parts.append(_element(0x0000, 0x1000, _even(sop_instance_uid.encode("ascii"), b"\0")))
     body = b"".join(parts)
     return _element(0x0000, 0x0000, _UL.pack(len(body))) + body  # Command Group Length (PS3.7 9.1.2)
+
+
+def store_response_command(message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int,
+                           error_comment: str | None = None) -> bytes:
+    """The command set of a C-STORE-RSP (PS3.7 9.3.1.2): :func:`response_command` with the instance UID."""
+    return response_command(C_STORE_RSP, message_id, sop_class_uid, status, error_comment, sop_instance_uid)
 
 
 def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:

@@ -47,6 +47,7 @@ from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_FIND
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RQ, A_RELEASE_RP, P_DATA_TF
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
+    P_DATA,
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
@@ -55,7 +56,7 @@ from pynetdicom.presentation import negotiate_as_acceptor
 from pynetdicom.service_class import VerificationServiceClass
 
 from dicom_ecg_node.net.fastfind import FIND_SOP_CLASSES, FastFindServiceClass
-from dicom_ecg_node.net.faststore import parse_command
+from dicom_ecg_node.net.faststore import parse_command, response_command
 
 if TYPE_CHECKING:
     from pynetdicom.ae import ApplicationEntity
@@ -75,6 +76,8 @@ _US = struct.Struct("<H")
 #: Not more: answers queued ahead of the peer are answers a C-CANCEL cannot stop any more.
 _FLUSH_AT = 16384
 C_ECHO_RQ, C_FIND_RQ, C_CANCEL_RQ = 0x0030, 0x0020, 0x0FFF
+#: Responses :class:`_LightDIMSE` encodes itself when they carry no data set: primitive -> Command Field (PS3.7 E.1).
+_SIMPLE_RESPONSES: dict[type, int] = {C_ECHO: 0x8030, C_FIND: 0x8020}
 
 
 class _Closed(Exception):
@@ -138,7 +141,24 @@ class _LightDIMSE:
         self.maximum_pdu_size = assoc.requestor.maximum_length
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
-        """Encode a response as pynetdicom does and queue its P-DATA PDUs."""
+        """Encode a response as pynetdicom does and queue its P-DATA PDUs.
+
+        A C-ECHO-RSP or a C-FIND-RSP without an identifier (the final one) that carries no more than a status and
+        an Error Comment is encoded by :func:`~dicom_ecg_node.net.faststore.response_command` (same bytes).
+        """
+        field = _SIMPLE_RESPONSES.get(type(primitive))
+        comment = getattr(primitive, "ErrorComment", None)
+        if (field is not None and primitive.MessageIDBeingRespondedTo is not None and primitive.Status is not None
+                and getattr(primitive, "Identifier", None) is None
+                and getattr(primitive, "OffendingElement", None) is None and primitive.AffectedSOPClassUID is not None
+                and (comment is None or str(comment).isascii())):
+            command = response_command(field, int(primitive.MessageIDBeingRespondedTo),
+                                       str(primitive.AffectedSOPClassUID), int(primitive.Status),
+                                       None if comment is None else str(comment))
+            pdata = P_DATA()
+            pdata.presentation_data_value_list.append((context_id, b"\x03" + command))  # command, last (PS3.8 E.2)
+            self._assoc.dul.send_pdu(pdata)
+            return
         message = _RSP_TO_MESSAGE[primitive.__class__]()
         message.primitive_to_message(primitive)
         for pdata in message.encode_msg(context_id, self.maximum_pdu_size):

@@ -25,7 +25,14 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
 from dicom_ecg_node.net import faststore
-from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, file_meta, parse_command, store_response_command
+from dicom_ecg_node.net.faststore import (
+    FastCStore,
+    PDataAssembler,
+    file_meta,
+    parse_command,
+    response_command,
+    store_response_command,
+)
 
 TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
 VERIFICATION = "1.2.840.10008.1.1"
@@ -45,6 +52,27 @@ def test_store_response_command_is_pynetdicoms(status: int, comment: str | None,
     msg = C_STORE_RSP()
     msg.primitive_to_message(rsp)
     assert store_response_command(513, TWELVE_LEAD, iuid, status, comment) == encode(msg.command_set, True, True)
+
+
+@pytest.mark.parametrize("kind", ["echo", "find"])
+@pytest.mark.parametrize("status,comment", [(0x0000, None), (0xFE00, None), (0xC311, "query failed: odd"),
+                                            (0x0124, "not authorized")])
+def test_response_command_is_pynetdicoms_for_echo_and_final_find(kind: str, status: int,
+                                                                  comment: str | None) -> None:
+    from pynetdicom.dimse_messages import C_ECHO_RSP, C_FIND_RSP
+    from pynetdicom.dimse_primitives import C_ECHO, C_FIND
+
+    rsp = C_ECHO() if kind == "echo" else C_FIND()
+    rsp.MessageIDBeingRespondedTo = 77
+    rsp.AffectedSOPClassUID = VERIFICATION if kind == "echo" else "1.2.840.10008.5.1.4.1.2.2.1"
+    rsp.Status = status
+    if comment is not None:
+        rsp.ErrorComment = comment
+    msg = C_ECHO_RSP() if kind == "echo" else C_FIND_RSP()
+    msg.primitive_to_message(rsp)
+    field = 0x8030 if kind == "echo" else 0x8020
+    assert response_command(field, 77, str(rsp.AffectedSOPClassUID), status, comment) == encode(
+        msg.command_set, True, True)
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
