@@ -36,6 +36,7 @@ import socket
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from io import BytesIO
 from types import SimpleNamespace
@@ -72,6 +73,8 @@ _MAX_RQ = 65536
 _HEADER = struct.Struct(">BBI")
 _PDV = struct.Struct(">IBB")
 _US = struct.Struct("<H")
+#: Distinct A-ASSOCIATE-RQs remembered (see ``LightRegistry._plans``).
+_PLANS = 256
 #: Queued PDUs go to the socket at the end of each message (one ``send`` per C-FIND answer) or at this size.
 #: Not more: answers queued ahead of the peer are answers a C-CANCEL cannot stop any more.
 _FLUSH_AT = 16384
@@ -231,7 +234,7 @@ class LightAssociation:
 
     def __init__(self, sock: socket.socket, address: tuple[str, int], request: A_ASSOCIATE,
                  contexts: list[Any], ae: ApplicationEntity, handlers: dict[Any, Any],
-                 registry: LightRegistry) -> None:
+                 registry: LightRegistry, accept: tuple[bytes, A_ASSOCIATE] | None = None) -> None:
         self.ae = registry.ae_view
         self._ae = ae
         self._handlers = handlers
@@ -246,6 +249,7 @@ class LightAssociation:
         self.acceptor = SimpleNamespace(ae_title=ae.ae_title, primitive=None, maximum_length=ae.maximum_pdu_size,
                                         accepted_common_extended={})
         self._contexts = contexts
+        self._accept = accept if accept is not None else accept_pdu(request, contexts, ae)
         self._accepted_cx = {int(cx.context_id): cx for cx in contexts if cx.result == 0x00}
         self.dimse = _LightDIMSE(self)
         self.dul = _LightDUL(self, sock)
@@ -314,12 +318,12 @@ class LightAssociation:
     def serve(self) -> None:
         """Negotiate (the request is still on the socket), then serve until release, abort or timeout."""
         sock = self._sock
-        request = self.requestor.primitive
         _read_pdu(sock)  # the A-ASSOCIATE-RQ peeked by the caller
         evt.trigger(self, evt.EVT_REQUESTED, {})
         if self.is_rejected or self._kill:
             return
-        self._send_accept(request)
+        data, self.acceptor.primitive = self._accept
+        self.dul.send_raw(data)
         evt.trigger(self, evt.EVT_ACCEPTED, {})
         self.is_established = True
         evt.trigger(self, evt.EVT_ESTABLISHED, {})
@@ -340,31 +344,6 @@ class LightAssociation:
                 return
             if not self._handle_pdu(pdu_type, pdu, fragments):
                 return
-
-    def _send_accept(self, request: A_ASSOCIATE) -> None:
-        """A-ASSOCIATE-AC (PS3.8 9.3.3) with the fields pynetdicom's ACSE puts in it."""
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = request.application_context_name
-        primitive.calling_ae_title = request.calling_ae_title
-        primitive.called_ae_title = request.called_ae_title
-        primitive.result = 0x00
-        primitive.result_source = 0x01
-        primitive.presentation_context_definition_results_list = (
-            [cx for cx in self._contexts if cx.result == 0x00] + [cx for cx in self._contexts if cx.result != 0x00])
-        length = MaximumLengthNotification()
-        length.maximum_length_received = self._ae.maximum_pdu_size
-        klass = ImplementationClassUIDNotification()
-        klass.implementation_class_uid = self._ae.implementation_class_uid
-        items: list[Any] = [length, klass]
-        if self._ae.implementation_version_name:
-            version = ImplementationVersionNameNotification()
-            version.implementation_version_name = self._ae.implementation_version_name
-            items.append(version)
-        primitive.user_information = items
-        self.acceptor.primitive = primitive
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(primitive)
-        self.dul.send_raw(pdu.encode())
 
     def _handle_pdu(self, pdu_type: int, pdu: bytes, fragments: list[tuple[int, int, bytes]]) -> bool:
         """Act on one PDU; ``False`` once the association is over."""
@@ -498,6 +477,35 @@ class LightAssociation:
         self.kill()
 
 
+def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity) -> tuple[bytes, A_ASSOCIATE]:
+    """The A-ASSOCIATE-AC (PS3.8 9.3.3) pynetdicom's ACSE sends for ``request``: encoded bytes and primitive."""
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = request.application_context_name
+    primitive.calling_ae_title = request.calling_ae_title
+    primitive.called_ae_title = request.called_ae_title
+    primitive.result = 0x00
+    primitive.result_source = 0x01
+    primitive.presentation_context_definition_results_list = (
+        [cx for cx in contexts if cx.result == 0x00] + [cx for cx in contexts if cx.result != 0x00])
+    length = MaximumLengthNotification()
+    length.maximum_length_received = ae.maximum_pdu_size
+    klass = ImplementationClassUIDNotification()
+    klass.implementation_class_uid = ae.implementation_class_uid
+    items: list[Any] = [length, klass]
+    if ae.implementation_version_name:
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = ae.implementation_version_name
+        items.append(version)
+    primitive.user_information = items
+    pdu = A_ASSOCIATE_AC()
+    pdu.from_primitive(primitive)
+    return pdu.encode(), primitive
+
+
+#: What an A-ASSOCIATE-RQ was found to be: the request, its negotiated contexts, the A-ASSOCIATE-AC to send.
+_Plan = tuple[A_ASSOCIATE, list[Any], tuple[bytes, A_ASSOCIATE]]
+
+
 class _Malformed(Exception):
     """A P-DATA-TF whose items do not add up (PS3.8 9.3.5.1)."""
 
@@ -516,6 +524,10 @@ class LightRegistry:
         self._lock = threading.Lock()
         self._active: set[LightAssociation] = set()
         self.served = 0  # associations served here since start (logs, tests)
+        # A-ASSOCIATE-RQ bytes -> what they were found to be: (request, negotiated contexts, A-ASSOCIATE-AC) or
+        # None (pynetdicom's). A viewer or script sends the same request every time: decoding it, negotiating and
+        # encoding the answer (~0.5 ms) is done once per distinct request. Bounded; entries are never mutated.
+        self._plans: OrderedDict[bytes, _Plan | None] = OrderedDict()
         registry = self
 
         class _AEView:
@@ -583,6 +595,25 @@ class LightRegistry:
         data = peek_request(sock, ae.acse_timeout)
         if data is None:
             return None
+        with self._lock:
+            known = data in self._plans
+            plan = self._plans.get(data)
+            if known:
+                self._plans.move_to_end(data)
+        if not known:
+            plan = self._plan(data, contexts)
+            with self._lock:
+                self._plans[data] = plan
+                while len(self._plans) > _PLANS:
+                    self._plans.popitem(last=False)
+        if plan is None:
+            return None
+        request, result, accept = plan
+        return LightAssociation(sock, address, request, result, ae, handlers, self, accept)
+
+    def _plan(self, data: bytes, contexts: list[Any]) -> _Plan | None:
+        """Decode and negotiate one A-ASSOCIATE-RQ; ``None`` when it is pynetdicom's to serve."""
+        ae = self._ae
         try:
             pdu = A_ASSOCIATE_RQ()
             pdu.decode(data)
@@ -598,7 +629,7 @@ class LightRegistry:
         result, roles = negotiate_as_acceptor(proposed, contexts, {})
         if roles or not any(cx.result == 0x00 for cx in result):
             return None
-        return LightAssociation(sock, address, request, result, ae, handlers, self)
+        return request, result, accept_pdu(request, result, ae)
 
     def stop(self, grace_s: float) -> None:
         """Wait up to ``grace_s`` for running light associations, then close their connections."""

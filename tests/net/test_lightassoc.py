@@ -50,6 +50,12 @@ def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(
     assert len(node.node._server.active_associations) == 1
     assert cart.send_c_echo().Status == 0x0000
     cart.release()
+    # Each distinct A-ASSOCIATE-RQ is decoded and negotiated once: the same viewer's next request reuses that.
+    again = _associate(node, VERIFICATION, SRFIND)
+    assert again.send_c_echo().Status == 0x0000
+    again.release()
+    assert light.served == 2
+    assert sorted(plan is None for plan in light._plans.values()) == [False, True]  # the viewer's; the cart's
 
 
 @pytest.mark.dcmtk
