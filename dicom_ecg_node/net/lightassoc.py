@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from pynetdicom import evt
 from pynetdicom.dimse import _RSP_TO_MESSAGE
 from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_FIND
-from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RQ, A_RELEASE_RP, P_DATA_TF
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RQ, A_RELEASE_RP
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     P_DATA,
@@ -72,6 +72,7 @@ _PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification, I
 _MAX_RQ = 65536
 _HEADER = struct.Struct(">BBI")
 _PDV = struct.Struct(">IBB")
+_PDV_ITEM = struct.Struct(">IB")
 _US = struct.Struct("<H")
 #: Distinct A-ASSOCIATE-RQs remembered (see ``LightRegistry._plans``).
 _PLANS = 256
@@ -179,10 +180,15 @@ class _LightDUL:
         self._size = 0
 
     def send_pdu(self, primitive: Any) -> None:
-        """Queue a P-DATA primitive as a P-DATA-TF PDU; between answers, look at what the peer sent."""
-        pdu = P_DATA_TF()
-        pdu.from_primitive(primitive)
-        data = pdu.encode()
+        """Queue a P-DATA primitive as a P-DATA-TF PDU; between answers, look at what the peer sent.
+
+        PS3.8 9.3.5: PDU type 04, reserved, PDU length, then per presentation data value an item of length (context
+        ID + value), the context ID and the value (message control header and fragment); the bytes pynetdicom's
+        ``P_DATA_TF.encode`` writes.
+        """
+        items = b"".join(_PDV_ITEM.pack(len(value) + 1, context_id) + value
+                         for context_id, value in primitive.presentation_data_value_list)
+        data = _HEADER.pack(0x04, 0x00, len(items)) + items
         self._out.append(data)
         self._size += len(data)
         header = primitive.presentation_data_value_list[-1][1][0]

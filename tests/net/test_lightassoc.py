@@ -115,6 +115,30 @@ def test_idle_association_is_aborted_after_the_network_timeout(node_factory) -> 
     assert assoc.is_aborted and _light(node).count() == 0
 
 
+def test_p_data_pdus_are_pynetdicoms_bytes() -> None:
+    from types import SimpleNamespace
+
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from dicom_ecg_node.net.lightassoc import _LightDUL
+
+    primitive = P_DATA()
+    primitive.presentation_data_value_list.append((1, b"\x03" + b"c" * 13))  # a command
+    primitive.presentation_data_value_list.append((3, b"\x02" + bytes(range(256)) * 3))  # a last data fragment
+    expected = P_DATA_TF()
+    expected.from_primitive(primitive)
+    a, b = socket.socketpair()
+    with a, b:
+        dul = _LightDUL(SimpleNamespace(poll_peer=lambda: None, connection_lost=None), a)
+        dul.send_pdu(primitive)  # the last data fragment of a message: sent at once
+        sent = expected.encode()
+        received = b""
+        while len(received) < len(sent):
+            received += b.recv(65536)
+    assert received == sent
+
+
 def _request_bytes(node: RunningNode) -> bytes:
     from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
     from pynetdicom.presentation import build_context
