@@ -37,7 +37,7 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
-from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, user_handlers
+from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, recv_exact, user_handlers
 from dicom_ecg_node.net.reactorgate import ReactorGate
 
 log = logging.getLogger("dicom_ecg_node.net")
@@ -124,7 +124,7 @@ class EventDrivenDUL(DULServiceProvider):
             super()._read_pdu_data()
             return
         try:
-            header = _recv_exact(sock, 6)
+            header = recv_exact(sock, 6)
             if header is None:
                 self.event_queue.put("Evt17")  # closed before a whole PDU header: transport connection closed
                 return
@@ -133,7 +133,7 @@ class EventDrivenDUL(DULServiceProvider):
                 log.error("Unknown PDU type received '0x%02X'", pdu_type)
                 self.event_queue.put("Evt19")
                 return
-            body = _recv_exact(sock, length)
+            body = recv_exact(sock, length)
         except OSError as exc:  # TimeoutError included
             log.error("Connection closed before the entire PDU was received: %s", exc)
             self.event_queue.put("Evt17")
@@ -237,19 +237,6 @@ class EventDrivenDUL(DULServiceProvider):
         for s in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 s.close()
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytearray | None:
-    """``n`` bytes from ``sock`` into one buffer; ``None`` if the peer closed the connection first."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            return None
-        got += k
-    return buf
 
 
 def _run_reactor(self: Association) -> None:

@@ -92,6 +92,40 @@ def parse_command(data: bytes | bytearray | memoryview) -> dict[int, bytes] | No
     return out
 
 
+def pdv_items(data: bytes | bytearray, offset: int = 0) -> list[tuple[int, int, memoryview]] | None:
+    """The presentation data value items of a P-DATA-TF PDU from ``offset`` on; ``None`` when malformed.
+
+    PS3.8 9.3.5.1: item length (4 bytes, big endian), presentation context ID, then the value: message control
+    header (PS3.8 E.2: bit 0 command, bit 1 last fragment) and the fragment. Each item is
+    ``(context ID, message control header, fragment)``.
+    """
+    view = memoryview(data)
+    end = len(view)
+    items: list[tuple[int, int, memoryview]] = []
+    while offset < end:
+        if end - offset < 6:
+            return None
+        length, context_id, header = _PDV_HEADER.unpack_from(view, offset)
+        if length < 2 or offset + 4 + length > end:
+            return None
+        items.append((context_id, header, view[offset + 6:offset + 4 + length]))
+        offset += 4 + length
+    return items
+
+
+def recv_exact(sock: Any, n: int) -> bytearray | None:
+    """``n`` bytes from a socket into one buffer; ``None`` if the peer closed the connection first."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            return None
+        got += k
+    return buf
+
+
 def _us(value: bytes | None) -> int | None:
     return None if value is None or len(value) != 2 else int(_US.unpack(value)[0])
 
@@ -234,17 +268,7 @@ class PDataAssembler:
 
     def receive(self, body: bytes | bytearray) -> bool:
         """Take the body of one P-DATA-TF PDU (after its 6-byte header); ``False`` if its items are malformed."""
-        view = memoryview(body)
-        offset, end = 0, len(view)
-        items: list[tuple[int, int, memoryview]] = []
-        while offset < end:  # PS3.8 9.3.5.1: item length (4), context ID (1), message control header (1), value
-            if end - offset < 6:
-                return False
-            length, context_id, header = _PDV_HEADER.unpack_from(view, offset)
-            if length < 2 or offset + 4 + length > end:
-                return False
-            items.append((context_id, header, view[offset + 6:offset + 4 + length]))
-            offset += 4 + length
+        items = pdv_items(body)
         if not items:
             return False
         for context_id, header, fragment in items:

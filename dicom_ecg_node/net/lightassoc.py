@@ -57,7 +57,7 @@ from pynetdicom.presentation import negotiate_as_acceptor
 from pynetdicom.service_class import VerificationServiceClass
 
 from dicom_ecg_node.net.fastfind import FIND_SOP_CLASSES, FastFindServiceClass
-from dicom_ecg_node.net.faststore import parse_command, response_command
+from dicom_ecg_node.net.faststore import parse_command, pdv_items, recv_exact, response_command
 
 if TYPE_CHECKING:
     from pynetdicom.ae import ApplicationEntity
@@ -71,7 +71,6 @@ LIGHT_SYNTAXES = frozenset({VERIFICATION, *FIND_SOP_CLASSES})
 _PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification, ImplementationVersionNameNotification)
 _MAX_RQ = 65536
 _HEADER = struct.Struct(">BBI")
-_PDV = struct.Struct(">IBB")
 _PDV_ITEM = struct.Struct(">IB")
 _US = struct.Struct("<H")
 #: Distinct A-ASSOCIATE-RQs remembered (see ``LightRegistry._plans``).
@@ -89,15 +88,10 @@ class _Closed(Exception):
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise _Closed("connection closed by the peer")
-        got += k
-    return bytes(buf)
+    data = recv_exact(sock, n)
+    if data is None:
+        raise _Closed("connection closed by the peer")
+    return bytes(data)
 
 
 def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
@@ -377,18 +371,12 @@ class LightAssociation:
         evt.trigger(self, evt.EVT_ABORTED, {})
         return False
 
-    def _pdvs(self, pdu: bytes) -> list[tuple[int, int, bytes]]:
-        out = []
-        offset, end = 6, len(pdu)
-        while offset < end:
-            if end - offset < 6:
-                raise _Malformed
-            length, context_id, header = _PDV.unpack_from(pdu, offset)
-            if length < 2 or offset + 4 + length > end:
-                raise _Malformed
-            out.append((context_id, header, pdu[offset + 6:offset + 4 + length]))
-            offset += 4 + length
-        return out
+    @staticmethod
+    def _pdvs(pdu: bytes) -> list[tuple[int, int, bytes]]:
+        items = pdv_items(pdu, 6)
+        if items is None:
+            raise _Malformed
+        return [(context_id, header, bytes(value)) for context_id, header, value in items]
 
     @staticmethod
     def _no_dataset(fragments: list[tuple[int, int, bytes]]) -> bool:
