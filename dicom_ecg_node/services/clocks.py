@@ -61,11 +61,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import peewee as pw
 from pydicom.dataset import Dataset
@@ -73,6 +74,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 
 from dicom_ecg_node.catalog.catalog import utc_naive
+from dicom_ecg_node.catalog.prepared import PreparedCache
 from dicom_ecg_node.config import NodeConfig, parse_device_timezones
 from dicom_ecg_node.errors import ArchiveError, CatalogError
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
@@ -112,6 +114,48 @@ def read_header(path: str | Path) -> Dataset:
             return read_partial(fh, stop_when=lambda tag, _vr, _length: tag > 0x0040FFFF)
     except (OSError, InvalidDicomError, EOFError, ValueError) as exc:
         raise ArchiveError(f"{path}: header cannot be read: {exc}") from exc
+
+
+class _DeviceRow(NamedTuple):
+    """The columns of a device's clock row that an observation reads before it updates the row."""
+
+    id: int
+    total: int
+    flags: str | None
+
+
+class HeaderReader:
+    """:func:`read_header` that keeps the last header it read, for the listeners of one stored instance.
+
+    The derived work of a stored ECG (reconciliation, then the clock observation) reads the same file's header
+    twice; parsing it was about a fifth of that work. The header is kept while the file's path, size and
+    modification time stay the same (an archived file is never rewritten in place; ``stat`` proves it).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[str, int, int], Dataset] | None = None
+
+    def read(self, path: str | Path) -> Dataset:
+        """The header of ``path`` (see :func:`read_header`; the returned dataset is shared: do not change it).
+
+        Raises
+        ------
+        ArchiveError
+        """
+        try:
+            st = Path(path).stat()
+        except OSError as exc:
+            raise ArchiveError(f"{path}: header cannot be read: {exc.strerror}") from exc
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        ds = read_header(path)
+        with self._lock:
+            self._last = (key, ds)
+        return ds
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -401,14 +445,18 @@ class ClockService:
         Thresholds, window, trust rule, zones.
     """
 
-    def __init__(self, catalog: Catalog, config: NodeConfig) -> None:
+    def __init__(self, catalog: Catalog, config: NodeConfig, headers: HeaderReader | None = None) -> None:
         self.catalog = catalog
         self.config = config
+        #: Reads a stored file's header (shared with the reconciliation in the derived work: one parse per ECG).
+        self.read_header = (headers or HeaderReader()).read
         self._zones = parse_device_timezones(config.device_timezones)
         # Per device: (DeviceClock.total, newest-first history) as of this process's last write. Reading and
         # parsing DRIFT_HISTORY rows for every stored ECG cost more than the store itself; the cached list is
         # used only while the row's total proves no other writer (another worker process) observed the device.
         self._history: dict[tuple[str, str], tuple[int, list[Sample]]] = {}
+        # The statements run for every stored ECG, compiled once (catalog/prepared.py).
+        self._sql = PreparedCache(catalog.db)
 
     def device_zone(self, ae_title: str, device_serial: str) -> tzinfo | None:
         """The zone configured for a device (``AE/SERIAL`` before ``AE``), or ``None``."""
@@ -424,15 +472,15 @@ class ClockService:
         """
         if outcome.status == "duplicate":
             return
-        m = self.catalog.models
-        I = m.Instance  # noqa: N806, E741
+        I = self.catalog.models.Instance  # noqa: N806, E741
+        select = self._sql.get("instance", lambda p: I.select(I.sender_ae, I.device_serial_number, I.received_at)
+                               .where(I.sop_instance_uid == p("uid")).limit(1))
         with self.catalog._connection():
-            row = (I.select(I.sender_ae, I.device_serial_number, I.received_at)
-                   .where(I.sop_instance_uid == outcome.sop_instance_uid).tuples().first())
+            row = select.one(uid=outcome.sop_instance_uid)
         if row is None:
             return
         sender, serial, received = row
-        ds = read_header(outcome.path)
+        ds = self.read_header(outcome.path)
         self.record(outcome.sop_instance_uid, sender or "", serial or "", _aware(received) or datetime.now(UTC), ds,
                     manufacturer=_text(ds, "Manufacturer"), model_name=_text(ds, "ManufacturerModelName"))
 
@@ -470,20 +518,25 @@ class ClockService:
         m = self.catalog.models
         O, D = m.ClockObservation, m.DeviceClock  # noqa: N806, E741
         cfg = self.config
+        observation = {
+            "sop_instance_uid": sop_instance_uid, "ae_title": ae_title, "device_serial": device_serial,
+            "received_at": utc_naive(received_at), "creation_raw": reading.creation_raw,
+            "creation_utc": utc_naive(reading.creation), "utc_offset_minutes": reading.utc_offset_minutes,
+            "zone_source": reading.zone_source, "bound_s": bound, "acquisition_utc": utc_naive(reading.acquisition),
+            "acquisition_after_creation": after, "time_synchronized": reading.time_synchronized,
+            "time_source": reading.time_source, "time_distribution_protocol": reading.time_distribution_protocol,
+        }
+        insert = self._sql.get("insert-observation", lambda p: O.insert(
+            **{name: p(name, O._meta.fields[name]) for name in observation}).on_conflict_ignore().as_rowcount())
+        select_device = self._sql.get("device", lambda p: D.select(D.id, D.total, D.flags).where(
+            (D.ae_title == p("ae")) & (D.device_serial == p("serial"))).limit(1))
         try:
             # Not durable: a lost observation leaves its instance "unobserved", which the dispatcher catches up.
             with self.catalog._write(durable=False):
-                inserted = O.insert(
-                    sop_instance_uid=sop_instance_uid, ae_title=ae_title, device_serial=device_serial,
-                    received_at=utc_naive(received_at), creation_raw=reading.creation_raw,
-                    creation_utc=utc_naive(reading.creation), utc_offset_minutes=reading.utc_offset_minutes,
-                    zone_source=reading.zone_source, bound_s=bound,
-                    acquisition_utc=utc_naive(reading.acquisition), acquisition_after_creation=after,
-                    time_synchronized=reading.time_synchronized, time_source=reading.time_source,
-                    time_distribution_protocol=reading.time_distribution_protocol,
-                ).on_conflict_ignore().as_rowcount().execute()
+                inserted = insert.execute(**observation).rowcount
                 device = (O.ae_title == ae_title) & (O.device_serial == device_serial)
-                existing = D.get_or_none((D.ae_title == ae_title) & (D.device_serial == device_serial))
+                found = select_device.one(ae=ae_title, serial=device_serial)
+                existing = None if found is None else _DeviceRow(*found)
                 key = (ae_title, device_serial)
                 cached = self._history.get(key)
                 sample = Sample(utc_naive(received_at).replace(tzinfo=UTC), bound, reading.utc_offset_minutes,
@@ -517,7 +570,10 @@ class ClockService:
                     D.insert(ae_title=ae_title, device_serial=device_serial, first_seen=now, total=1,
                              **values).execute()
                 else:
-                    D.update(total=D.total + 1, **values).where(D.id == existing.id).execute()
+                    update = self._sql.get("update-device", lambda p: D.update(
+                        total=D.total + 1, **{name: p(name, D._meta.fields[name]) for name in values})
+                        .where(D.id == p("id")))
+                    update.execute(id=existing.id, **values)
                 self._history.pop(key, None)
                 self._history[key] = (1 if existing is None else int(existing.total) + 1, history)
                 if len(self._history) > HISTORY_CACHE_DEVICES:  # least recently observed device first
@@ -683,5 +739,6 @@ def serial_key(sop_instance_uid: str, acquisition_utc: datetime | None,
 
 
 __all__ = ["CATCH_UP_LOOKBACK", "CATCH_UP_MAX_ROWS", "FLAGS", "ClockReading", "ClockService", "DeviceClockInfo",
-           "Estimate", "Observation", "Sample", "UnobservedInstance", "clock_reading", "corrected_times", "drift",
-           "estimate", "is_observed", "read_header", "serial_key", "unobserved_instances", "window"]
+           "Estimate", "HeaderReader", "Observation", "Sample", "UnobservedInstance", "clock_reading",
+           "corrected_times", "drift", "estimate", "is_observed", "read_header", "serial_key", "unobserved_instances",
+           "window"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dicom_ecg_node.services.clocks import ClockService, is_observed, unobserved_instances
+from dicom_ecg_node.services.clocks import ClockService, HeaderReader, is_observed, unobserved_instances
 from dicom_ecg_node.services.dispatch import StoreDispatcher
 from dicom_ecg_node.services.reconcile import ReconcileService
 
@@ -67,8 +67,9 @@ def derived_work(catalog: Catalog, archive: Archive, config: NodeConfig, *, poll
     """
     from dicom_ecg_node.services.ingest import StoreOutcome
 
-    clocks = ClockService(catalog, config)
-    reconcile = ReconcileService(catalog, config)
+    headers = HeaderReader()  # reconciliation and the clock observation read each stored file's header once
+    clocks = ClockService(catalog, config, headers)
+    reconcile = ReconcileService(catalog, config, headers)
 
     def pending(after: int, before: Any, limit: int) -> list[tuple[int, StoreOutcome]]:
         return [(r.id, StoreOutcome("stored", r.sop_class_uid, r.sop_instance_uid, r.study_instance_uid,

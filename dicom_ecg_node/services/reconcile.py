@@ -60,15 +60,20 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
 from dicom_ecg_node.catalog.models import normalize_person_name
+from dicom_ecg_node.catalog.prepared import PreparedCache
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import CatalogError, DatasetError, NotFoundError, ReconcileError
-from dicom_ecg_node.services.clocks import read_header
+from dicom_ecg_node.services.clocks import HeaderReader
 
 if TYPE_CHECKING:
     from dicom_ecg_node.catalog import Catalog
     from dicom_ecg_node.services.ingest import IngestService, StoreOutcome
 
 log = logging.getLogger("dicom_ecg_node.reconcile")
+#: The columns :meth:`ReconcileService.assess` reads of a stored instance, its study and its patient, in order.
+_ASSESS_COLUMNS = ("sop_instance_uid", "patient_name", "patient_birth_date", "patient_sex", "sender_ae",
+                   "received_at", "acquisition_utc", "study_instance_uid", "accession_number", "patient_id",
+                   "issuer", "p_name", "birth_date", "sex", "created_at", "generated_id")
 
 #: Hours either side of an order's scheduled start within which an ECG of the same patient counts as "on time".
 ORDER_WINDOW_H = 12.0
@@ -223,10 +228,13 @@ class ReconcileService:
         The node's AE title (re-linked instances are stored under it) and default zone.
     """
 
-    def __init__(self, catalog: Catalog, config: NodeConfig) -> None:
+    def __init__(self, catalog: Catalog, config: NodeConfig, headers: HeaderReader | None = None) -> None:
         self.catalog = catalog
         self.config = config
+        #: Reads a stored file's header (shared with the clock observation in the derived work).
+        self.read_header = (headers or HeaderReader()).read
         self._worklist_model: Any | None = None  # looked up once: an opened catalog never loses its tables
+        self._sql = PreparedCache(catalog.db)  # the statements run for every stored ECG (catalog/prepared.py)
 
     # -- on ingest -------------------------------------------------------------------------------------------
 
@@ -237,7 +245,7 @@ class ReconcileService:
         """
         if outcome.status == "duplicate":
             return
-        self.assess(outcome.sop_instance_uid, header=read_header(outcome.path))
+        self.assess(outcome.sop_instance_uid, header=self.read_header(outcome.path))
 
     def assess(self, sop_instance_uid: str, *, header: Dataset | None = None) -> Assessment | None:
         """Match one stored instance to its order and patient; queue it when a reason is found.
@@ -249,13 +257,16 @@ class ReconcileService:
         """
         m = self.catalog.models
         P, S, Se, I = m.Patient, m.Study, m.Series, m.Instance  # noqa: N806, E741
+        select = self._sql.get("instance", lambda p: (
+            I.select(I.sop_instance_uid, I.patient_name, I.patient_birth_date, I.patient_sex, I.sender_ae,
+                     I.received_at, I.acquisition_utc, S.study_instance_uid, S.accession_number,
+                     P.patient_id, P.issuer, P.patient_name.alias("p_name"), P.birth_date, P.sex,
+                     P.created_at, P.generated_id)
+            .join(Se, on=(I.series == Se.id)).join(S, on=(Se.study == S.id)).join(P, on=(S.patient == P.id))
+            .where(I.sop_instance_uid == p("uid")).limit(1)))
         with self.catalog._connection():
-            row = (I.select(I.sop_instance_uid, I.patient_name, I.patient_birth_date, I.patient_sex, I.sender_ae,
-                            I.received_at, I.acquisition_utc, S.study_instance_uid, S.accession_number,
-                            P.patient_id, P.issuer, P.patient_name.alias("p_name"), P.birth_date, P.sex,
-                            P.created_at, P.generated_id)
-                   .join(Se, on=(I.series == Se.id)).join(S, on=(Se.study == S.id)).join(P, on=(S.patient == P.id))
-                   .where(I.sop_instance_uid == sop_instance_uid).dicts().first())
+            found = select.one(uid=sop_instance_uid)
+            row = None if found is None else dict(zip(_ASSESS_COLUMNS, found, strict=True))
             if row is None or (row["sender_ae"] or "") == self.config.aet:
                 return None
             received = _aware(row["received_at"])
@@ -332,7 +343,7 @@ class ReconcileService:
 
     def _orders_in_use(self) -> bool:
         W = self._worklist()  # noqa: N806
-        return W is not None and W.select().exists()
+        return W is not None and self._sql.get("any-order", lambda p: W.select(W.id).limit(1)).one() is not None
 
     def _find_order(self, patient_id: str, accession: str | None, requested_procedure_id: str | None,
                     study_uid: str | None, acquired: datetime | None) -> tuple[Reference | None, str | None]:
