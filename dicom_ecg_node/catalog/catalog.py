@@ -26,6 +26,7 @@ import peewee as pw
 
 from dicom_ecg_node.catalog.database import is_sqlite, open_database
 from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
+from dicom_ecg_node.catalog.prepared import PreparedCache
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
@@ -479,6 +480,7 @@ class Catalog:
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.sqlite else contextlib.nullcontext())
         self._insert_sql: _InsertSQL | None = None
+        self._prepared = PreparedCache(self.db)  # other per-store statements (catalog/prepared.py)
 
     @classmethod
     def open(cls, url: str) -> Catalog:
@@ -897,7 +899,8 @@ class Catalog:
     def find_instance_file(self, sop_instance_uid: str) -> InstanceFile | None:
         """The file entry of one instance, or ``None``."""
         I = self.models.Instance  # noqa: N806, E741
+        select = self._prepared.get("instance-file", lambda p: I.select(I.sop_instance_uid, I.path, I.size, I.sha256)
+                                    .where(I.sop_instance_uid == p("uid")).limit(1))
         with self._connection():
-            row = (I.select(I.sop_instance_uid, I.path, I.size, I.sha256)
-                   .where(I.sop_instance_uid == sop_instance_uid).tuples().first())
+            row = select.one(uid=sop_instance_uid)
         return None if row is None else InstanceFile(row[0], row[1], int(row[2]), row[3])
