@@ -5,7 +5,11 @@ Receivers: (a) this node (validating, fsyncing, indexing), (b) DCMTK storescp wr
 storescp app. Each is sent the same files over 1 association and over 4 concurrent associations. Prints files/s,
 MB/s, the receiver's peak RSS and the ratios of (a) to (b) and (c).
 
-Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--keep DIR]
+With ``--rounds N`` every receiver is measured N times, the receivers taking turns (node, DCMTK, pynetdicom, node,
+...), and the medians and the median of the per-round ratios are printed: on a shared machine one sequential pass
+can put a busy minute on one receiver only (seen here: the same peer at 232, 346 and 470 files/s in three runs).
+
+Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--rounds 1] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +133,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0, help="ecg-node worker processes (0: one per core)")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="concurrent associations to test")
     ap.add_argument("--receivers", nargs="+", default=["ecg-node", "dcmtk-storescp", "pynetdicom-storescp"])
+    ap.add_argument("--rounds", type=int, default=1, help="measure each receiver this many times, taking turns")
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args()
     if shutil.which("storescu") is None:
@@ -143,27 +149,36 @@ def main() -> int:
     total_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"{len(files)} files, {total_mb:.1f} MB ({total_mb / len(files) * 1000:.0f} KB each); "
           f"{os.cpu_count()} CPUs; ecg-node workers={args.workers or os.cpu_count()}")
-    results: dict[tuple[str, int], float] = {}
     for streams in args.streams:
-        for kind in args.receivers:
-            out = work / f"out-{kind}-{streams}"
-            shutil.rmtree(out, ignore_errors=True)
-            port = free_port()
-            workers = args.workers if streams > 1 else 1
-            proc, aet = receiver(kind, port, out, workers if kind == "ecg-node" else 1)
-            try:
-                elapsed = run_storescu(port, aet, files, streams)
-                rss = peak_rss_mb(proc.pid)
-            finally:
-                stop(proc)
-            rate = len(files) / elapsed
-            results[(kind, streams)] = rate
-            print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
-                  f"peak RSS {rss:6.1f} MB")
-        node = results.get(("ecg-node", streams))
+        rates: dict[str, list[float]] = {kind: [] for kind in args.receivers}
+        for turn in range(max(1, args.rounds)):
+            for kind in args.receivers:
+                out = work / f"out-{kind}-{streams}"
+                shutil.rmtree(out, ignore_errors=True)
+                port = free_port()
+                workers = args.workers if streams > 1 else 1
+                proc, aet = receiver(kind, port, out, workers if kind == "ecg-node" else 1)
+                try:
+                    elapsed = run_storescu(port, aet, files, streams)
+                    rss = peak_rss_mb(proc.pid)
+                finally:
+                    stop(proc)
+                rate = len(files) / elapsed
+                rates[kind].append(rate)
+                label = f" (round {turn + 1})" if args.rounds > 1 else ""
+                print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
+                      f"peak RSS {rss:6.1f} MB{label}")
+        if args.rounds > 1:
+            for kind, values in rates.items():
+                print(f"  {streams} assoc  {kind:22s} median {statistics.median(values):8.1f} files/s "
+                      f"(min {min(values):.1f}, max {max(values):.1f})")
+        node = rates.get("ecg-node")
         for peer in ("dcmtk-storescp", "pynetdicom-storescp"):
-            if node and (peer, streams) in results:
-                print(f"  {streams} assoc  ecg-node / {peer}: {node / results[(peer, streams)]:.2f}x")
+            if node and rates.get(peer):
+                # The ratio of each round (measured minutes apart at most), then their median.
+                ratios = [a / b for a, b in zip(node, rates[peer], strict=True)]
+                spread = f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
+                print(f"  {streams} assoc  ecg-node / {peer}: {statistics.median(ratios):.2f}x{spread}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
