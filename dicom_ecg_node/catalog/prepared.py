@@ -8,7 +8,8 @@ execution only binds the values to the slots. Results are converted as peewee co
 each selected field), so callers see the same Python values.
 
 A slot is always a bound parameter, so a shape that must say ``IS NULL`` (peewee writes ``== None`` that way) is a
-statement of its own.
+statement of its own. Everything else is fixed at compile time: an insert fills the columns it does not name with
+their defaults then, so a prepared insert names every column whose default is computed (a time, a random value).
 """
 
 from __future__ import annotations
