@@ -320,11 +320,13 @@ class StoreDispatcher:
                 self._idle.notify_all()
 
     def _pass(self) -> None:
-        assert self.pending is not None
+        pending = self.pending
+        if pending is None:  # a dispatcher without a catalog source has nothing to catch up
+            return
         cutoff = datetime.now(UTC) - timedelta(seconds=self.settle_s)
         after, done = 0, 0
         while not self._stop.is_set():
-            page = self.pending(after, cutoff, PAGE)
+            page = pending(after, cutoff, PAGE)
             if not page:
                 break
             for key, outcome in page:
