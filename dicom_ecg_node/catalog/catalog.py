@@ -26,7 +26,7 @@ import peewee as pw
 
 from dicom_ecg_node.catalog.database import is_sqlite, open_database
 from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
-from dicom_ecg_node.catalog.prepared import PreparedCache
+from dicom_ecg_node.catalog.prepared import Builder, Prepared, PreparedCache
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
@@ -621,6 +621,18 @@ class Catalog:
             self._insert_sql = _InsertSQL.build(self.models, self.db, self.sqlite)
         return self._insert_sql
 
+    def prepared(self, key: str, build: Builder) -> Prepared:
+        """A statement of this catalog compiled once (see :mod:`dicom_ecg_node.catalog.prepared`).
+
+        Parameters
+        ----------
+        key : str
+            Names the statement among this catalog's (the same key always means the same statement).
+        build : callable
+            ``build(p)`` returns the peewee query, ``p(name)`` standing for each value bound at execution.
+        """
+        return self._prepared.get(key, build)
+
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return self.db.execute_sql(sql, params).fetchone()
 
@@ -899,8 +911,9 @@ class Catalog:
     def find_instance_file(self, sop_instance_uid: str) -> InstanceFile | None:
         """The file entry of one instance, or ``None``."""
         I = self.models.Instance  # noqa: N806, E741
-        select = self._prepared.get("instance-file", lambda p: I.select(I.sop_instance_uid, I.path, I.size, I.sha256)
-                                    .where(I.sop_instance_uid == p("uid")).limit(1))
+        select = self.prepared("catalog.instance-file", lambda p: I.select(I.sop_instance_uid, I.path, I.size,
+                                                                           I.sha256)
+                               .where(I.sop_instance_uid == p("uid")).limit(1))
         with self._connection():
             row = select.one(uid=sop_instance_uid)
         return None if row is None else InstanceFile(row[0], row[1], int(row[2]), row[3])

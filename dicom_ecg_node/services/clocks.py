@@ -74,7 +74,6 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 
 from dicom_ecg_node.catalog.catalog import utc_naive
-from dicom_ecg_node.catalog.prepared import PreparedCache
 from dicom_ecg_node.config import NodeConfig, parse_device_timezones
 from dicom_ecg_node.errors import ArchiveError, CatalogError
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
@@ -455,8 +454,6 @@ class ClockService:
         # parsing DRIFT_HISTORY rows for every stored ECG cost more than the store itself; the cached list is
         # used only while the row's total proves no other writer (another worker process) observed the device.
         self._history: dict[tuple[str, str], tuple[int, list[Sample]]] = {}
-        # The statements run for every stored ECG, compiled once (catalog/prepared.py).
-        self._sql = PreparedCache(catalog.db)
 
     def device_zone(self, ae_title: str, device_serial: str) -> tzinfo | None:
         """The zone configured for a device (``AE/SERIAL`` before ``AE``), or ``None``."""
@@ -473,8 +470,9 @@ class ClockService:
         if outcome.status == "duplicate":
             return
         I = self.catalog.models.Instance  # noqa: N806, E741
-        select = self._sql.get("instance", lambda p: I.select(I.sender_ae, I.device_serial_number, I.received_at)
-                               .where(I.sop_instance_uid == p("uid")).limit(1))
+        select = self.catalog.prepared("clocks.instance", lambda p: (
+            I.select(I.sender_ae, I.device_serial_number, I.received_at).where(I.sop_instance_uid == p("uid"))
+            .limit(1)))
         with self.catalog._connection():
             row = select.one(uid=outcome.sop_instance_uid)
         if row is None:
@@ -526,9 +524,9 @@ class ClockService:
             "acquisition_after_creation": after, "time_synchronized": reading.time_synchronized,
             "time_source": reading.time_source, "time_distribution_protocol": reading.time_distribution_protocol,
         }
-        insert = self._sql.get("insert-observation", lambda p: O.insert(
+        insert = self.catalog.prepared("clocks.insert-observation", lambda p: O.insert(
             **{name: p(name, O._meta.fields[name]) for name in observation}).on_conflict_ignore().as_rowcount())
-        select_device = self._sql.get("device", lambda p: D.select(D.id, D.total, D.flags).where(
+        select_device = self.catalog.prepared("clocks.device", lambda p: D.select(D.id, D.total, D.flags).where(
             (D.ae_title == p("ae")) & (D.device_serial == p("serial"))).limit(1))
         try:
             # Not durable: a lost observation leaves its instance "unobserved", which the dispatcher catches up.
@@ -570,7 +568,7 @@ class ClockService:
                     D.insert(ae_title=ae_title, device_serial=device_serial, first_seen=now, total=1,
                              **values).execute()
                 else:
-                    update = self._sql.get("update-device", lambda p: D.update(
+                    update = self.catalog.prepared("clocks.update-device", lambda p: D.update(
                         total=D.total + 1, **{name: p(name, D._meta.fields[name]) for name in values})
                         .where(D.id == p("id")))
                     update.execute(id=existing.id, **values)
@@ -707,8 +705,10 @@ def unobserved_instances(catalog: Catalog, *, after_id: int = 0, received_before
 def is_observed(catalog: Catalog, sop_instance_uid: str) -> bool:
     """The instance has a clock observation (its derived work is done)."""
     O = catalog.models.ClockObservation  # noqa: N806, E741
+    select = catalog.prepared("clocks.observed",
+                              lambda p: O.select(O.id).where(O.sop_instance_uid == p("uid")).limit(1))
     with catalog._connection():
-        return O.select(O.id).where(O.sop_instance_uid == sop_instance_uid).exists()
+        return select.one(uid=sop_instance_uid) is not None
 
 
 def corrected_times(catalog: Catalog, sop_instance_uids: Sequence[str]) -> dict[str, datetime]:

@@ -60,7 +60,6 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
 from dicom_ecg_node.catalog.models import normalize_person_name
-from dicom_ecg_node.catalog.prepared import PreparedCache
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import CatalogError, DatasetError, NotFoundError, ReconcileError
 from dicom_ecg_node.services.clocks import HeaderReader
@@ -234,7 +233,6 @@ class ReconcileService:
         #: Reads a stored file's header (shared with the clock observation in the derived work).
         self.read_header = (headers or HeaderReader()).read
         self._worklist_model: Any | None = None  # looked up once: an opened catalog never loses its tables
-        self._sql = PreparedCache(catalog.db)  # the statements run for every stored ECG (catalog/prepared.py)
 
     # -- on ingest -------------------------------------------------------------------------------------------
 
@@ -257,7 +255,7 @@ class ReconcileService:
         """
         m = self.catalog.models
         P, S, Se, I = m.Patient, m.Study, m.Series, m.Instance  # noqa: N806, E741
-        select = self._sql.get("instance", lambda p: (
+        select = self.catalog.prepared("reconcile.instance", lambda p: (
             I.select(I.sop_instance_uid, I.patient_name, I.patient_birth_date, I.patient_sex, I.sender_ae,
                      I.received_at, I.acquisition_utc, S.study_instance_uid, S.accession_number,
                      P.patient_id, P.issuer, P.patient_name.alias("p_name"), P.birth_date, P.sex,
@@ -343,7 +341,9 @@ class ReconcileService:
 
     def _orders_in_use(self) -> bool:
         W = self._worklist()  # noqa: N806
-        return W is not None and self._sql.get("any-order", lambda p: W.select(W.id).limit(1)).one() is not None
+        if W is None:
+            return False
+        return self.catalog.prepared("reconcile.any-order", lambda p: W.select(W.id).limit(1)).one() is not None
 
     def _find_order(self, patient_id: str, accession: str | None, requested_procedure_id: str | None,
                     study_uid: str | None, acquired: datetime | None) -> tuple[Reference | None, str | None]:
