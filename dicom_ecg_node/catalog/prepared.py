@@ -47,6 +47,12 @@ def _column_converter(node: Any) -> Callable[[Any], Any]:
     return _identity
 
 
+def _column_name(node: Any) -> str:
+    if isinstance(node, pw.Alias):
+        return str(node._alias)
+    return str(getattr(node, "name", node))
+
+
 class Prepared:
     """One statement, compiled for ``db`` from a peewee query with named slots.
 
@@ -82,6 +88,8 @@ class Prepared:
         returning = getattr(query, "_returning", None) if isinstance(query, pw.SelectQuery) else None
         self._columns: tuple[Callable[[Any], Any], ...] = tuple(
             _column_converter(node) for node in (returning or ()))
+        #: Names of a select's columns: the alias, else the field's name (as peewee's ``.dicts()`` names them).
+        self.names: tuple[str, ...] = tuple(_column_name(node) for node in (returning or ()))
 
     def _bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         try:
@@ -104,6 +112,11 @@ class Prepared:
         row = self.execute(**values).fetchone()
         return None if row is None else self._convert(row)
 
+    def one_dict(self, **values: Any) -> dict[str, Any] | None:
+        """The first row of a select as ``{column name: value}`` (see :attr:`names`), or ``None``."""
+        row = self.one(**values)
+        return None if row is None else dict(zip(self.names, row, strict=True))
+
     def _convert(self, row: Iterable[Any]) -> tuple[Any, ...]:
         if not self._columns:
             return tuple(row)
@@ -112,7 +125,7 @@ class Prepared:
 
 
 class PreparedCache:
-    """The prepared statements of one service on one database, compiled on first use (thread-safe).
+    """The prepared statements of one database (a catalog's), compiled on first use (thread-safe).
 
     Parameters
     ----------

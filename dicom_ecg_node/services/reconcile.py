@@ -69,10 +69,6 @@ if TYPE_CHECKING:
     from dicom_ecg_node.services.ingest import IngestService, StoreOutcome
 
 log = logging.getLogger("dicom_ecg_node.reconcile")
-#: The columns :meth:`ReconcileService.assess` reads of a stored instance, its study and its patient, in order.
-_ASSESS_COLUMNS = ("sop_instance_uid", "patient_name", "patient_birth_date", "patient_sex", "sender_ae",
-                   "received_at", "acquisition_utc", "study_instance_uid", "accession_number", "patient_id",
-                   "issuer", "p_name", "birth_date", "sex", "created_at", "generated_id")
 
 #: Hours either side of an order's scheduled start within which an ECG of the same patient counts as "on time".
 ORDER_WINDOW_H = 12.0
@@ -263,8 +259,7 @@ class ReconcileService:
             .join(Se, on=(I.series == Se.id)).join(S, on=(Se.study == S.id)).join(P, on=(S.patient == P.id))
             .where(I.sop_instance_uid == p("uid")).limit(1)))
         with self.catalog._connection():
-            found = select.one(uid=sop_instance_uid)
-            row = None if found is None else dict(zip(_ASSESS_COLUMNS, found, strict=True))
+            row = select.one_dict(uid=sop_instance_uid)
             if row is None or (row["sender_ae"] or "") == self.config.aet:
                 return None
             received = _aware(row["received_at"])

@@ -44,6 +44,10 @@ def test_insert_select_update_match_peewee(catalog: Catalog) -> None:
     # Converted as peewee converts (bool, datetime with microseconds, float), and equal to peewee's own read.
     assert got == ("CART1", 2, True, seen, 12.25) == expected
     assert type(got[2]) is bool and type(got[3]) is datetime
+    named = Prepared(catalog.db, lambda p: D.select(D.ae_title, D.total.alias("n")).where(D.ae_title == p("ae")))
+    with catalog._connection():
+        assert named.one_dict(ae="CART1") == {"ae_title": "CART1", "n": 2}
+        assert named.one_dict(ae="nobody") is None
 
 
 def test_cache_compiles_once_and_missing_values_are_errors(catalog: Catalog) -> None:
