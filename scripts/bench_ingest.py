@@ -101,20 +101,31 @@ def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.
     # The node's background serial analysis (~0.1 s of CPU per ECG) would compete with the receiver for the cores
     # during the measurement; it is measured by scripts/bench_serial.py instead. Set ECG_NODE_ANALYSIS to override.
     env.setdefault("ECG_NODE_ANALYSIS", "off")
+    log = None
     if kind == "ecg-node":
         # storescu's calling AE is not registered: --accept-unknown (the node refuses unknown AEs by default).
+        # The node logs at its default level (INFO: a line per association and per stored object) into a file.
         cmd = [PY, "-m", "dicom_ecg_node", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-               str(out), "--workers", str(workers), "--log-level", "WARNING", "--accept-unknown"]
+               str(out), "--workers", str(workers), "--log-level", "INFO", "--accept-unknown"]
         aet = "ECGNODE"
+        log = out.parent / f"{out.name}.log"
     elif kind == "dcmtk-storescp":
         cmd = ["storescp", "-od", str(out), "--max-pdu", "131072", str(port)]
         aet = "ANY-SCP"
     else:  # pynetdicom's bundled storescp app (decodes and re-encodes each file)
         cmd = [PY, "-m", "pynetdicom", "storescp", "-od", str(out), str(port)]
         aet = "STORESCP"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    with open(log or os.devnull, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
     wait_ready(port, proc, aet)
+    if log is not None and (workers or os.cpu_count() or 1) > 1:
+        # One worker answering the echo is not enough: a worker still starting leaves every association to the
+        # other (both cores are measured only once the parent says that all of them accept).
+        deadline = time.monotonic() + 60
+        while "workers accepting on port" not in log.read_text(errors="replace"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"ecg-node workers did not all start: {log.read_text(errors='replace')[-500:]}")
+            time.sleep(0.05)
     return proc, aet
 
 

@@ -3,8 +3,9 @@
 Concurrency
     Readers never lock. Writers keep the transaction short: everything slow (parsing, decoding, hashing,
     ``fsync``) happens before :meth:`Catalog.add_instance` is called. On SQLite (one writer at a time) a
-    per-catalog ``threading.Lock`` queues this process's writers around the transaction only, and
-    ``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialises them with other worker processes (taking the write lock
+    :class:`~dicom_ecg_node.catalog.writerlock.SqliteWriterLock` queues the writers of every thread and worker
+    process around the transaction only (a lock file hands over sooner than SQLite's sleeping busy handler), and
+    ``BEGIN IMMEDIATE`` plus ``busy_timeout`` still serialise them with any other program (taking the write lock
     up front avoids the deadlock-prone read→write upgrade). PostgreSQL runs writers in parallel; races on the
     same patient, study or series are absorbed by ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``, a race
     on the same SOP Instance UID by the unique index (the loser retries and sees the winner's row).
@@ -16,7 +17,6 @@ Connections
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import peewee as pw
 
-from dicom_ecg_node.catalog.database import is_sqlite, open_database
+from dicom_ecg_node.catalog.database import SQLITE_BUSY_TIMEOUT_S, is_sqlite, open_database
 from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
 from dicom_ecg_node.catalog.prepared import Builder, Prepared, PreparedCache
+from dicom_ecg_node.catalog.writerlock import SqliteWriterLock
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
@@ -476,9 +477,9 @@ class Catalog:
         self.db = open_database(url)
         self.models = build_models(self.db)
         self.sqlite = is_sqlite(self.db)
-        # Queues this process's writers on SQLite; PostgreSQL needs no process-side lock.
-        self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.sqlite else contextlib.nullcontext())
+        # Queues the writers of every thread and process on SQLite (catalog/writerlock.py); PostgreSQL needs none.
+        self._writer_lock = SqliteWriterLock(self.db.database, SQLITE_BUSY_TIMEOUT_S) if self.sqlite else None
+        self._write_lock: contextlib.AbstractContextManager[Any] = self._writer_lock or contextlib.nullcontext()
         self._insert_sql: _InsertSQL | None = None
         self._prepared = PreparedCache(self.db)  # other per-store statements (catalog/prepared.py)
 
@@ -494,9 +495,11 @@ class Catalog:
         return catalog
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the writer lock file)."""
         with contextlib.suppress(pw.PeeweeException):
             self.db.close_all()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
 
     def __enter__(self) -> Catalog:
         return self

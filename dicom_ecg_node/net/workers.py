@@ -208,13 +208,21 @@ def _run_workers(config: NodeConfig, stop: threading.Event, workers: int) -> Non
         p.start()
         procs.append(p)
     log.info("started %d worker processes on port %d", workers, config.port)
+    accepting = False
     try:
-        while not stop.wait(1.0):
+        # Polled often until every worker accepts (announced once: scripts wait for it), then once a second.
+        while not stop.wait(1.0 if accepting else 0.05):
+            if not accepting and all(all(n != AcceptBalancer.NOT_ACCEPTING for n in loads)
+                                     for _sock, loads in shared.values()):
+                accepting = True
+                log.info("all %d workers accepting on port %s", workers,
+                         ", ".join(str(port) for port in shared))
             for i, p in enumerate(procs):
                 if not p.is_alive():
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                     for _sock, loads in shared.values():
                         loads[i] = AcceptBalancer.NOT_ACCEPTING  # until the new process listens
+                    accepting = False
                     procs[i] = ctx.Process(target=_worker_main, args=(config, i, shared), name=p.name,
                                            daemon=False)
                     procs[i].start()

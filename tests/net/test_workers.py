@@ -22,9 +22,10 @@ def test_two_workers_store_from_four_associations(tmp_path):
     log = tmp_path / "node.log"
     proc = start_node_process(data_dir, port, log, "--workers", "2")
     try:
-        # start_node_process returns once one worker answers; the other may still be starting.
+        # start_node_process returns once one worker answers; the other may still be starting. The parent says
+        # when both accept (the benchmark waits for that line too).
         deadline = time.monotonic() + 60
-        while log.read_text().count("listening as AE") < 2:
+        while "all 2 workers accepting on port" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         files = [renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"e{i:02d}.dcm") for i in range(40)]

@@ -1,0 +1,127 @@
+"""The SQLite writer lock: exclusive across processes, bounded wait, prompt hand-over, fork-safe."""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dicom_ecg_node.catalog.writerlock import LOCK_SUFFIX, SqliteWriterLock
+from dicom_ecg_node.errors import CatalogError
+
+
+def _hold(database: str, seconds: float, held: multiprocessing.synchronize.Event) -> None:
+    with SqliteWriterLock(database, timeout_s=5.0):
+        held.set()
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def spawn() -> multiprocessing.context.SpawnContext:
+    return multiprocessing.get_context("spawn")
+
+
+def test_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "catalog.sqlite"
+    lock = SqliteWriterLock(db, timeout_s=1.0)
+    with lock:
+        assert (tmp_path / f"catalog.sqlite{LOCK_SUFFIX}").is_file()
+    lock.close()
+
+
+def test_another_process_waits_until_release(tmp_path: Path, spawn: multiprocessing.context.SpawnContext) -> None:
+    db = str(tmp_path / "catalog.sqlite")
+    held = spawn.Event()
+    holder = spawn.Process(target=_hold, args=(db, 0.4, held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        lock = SqliteWriterLock(db, timeout_s=10.0)
+        start = time.monotonic()
+        with lock:
+            waited = time.monotonic() - start
+            assert holder.exitcode is None or holder.exitcode == 0
+        lock.close()
+    finally:
+        holder.join(30)
+    assert holder.exitcode == 0
+    # It waited for the holder (0.4 s from the moment it held), and not much longer: the hand-over is prompt.
+    assert 0.2 <= waited < 0.4 + 0.25
+
+
+def test_wait_is_bounded(tmp_path: Path, spawn: multiprocessing.context.SpawnContext) -> None:
+    db = str(tmp_path / "catalog.sqlite")
+    held = spawn.Event()
+    holder = spawn.Process(target=_hold, args=(db, 1.2, held))
+    holder.start()
+    try:
+        assert held.wait(30)
+        lock = SqliteWriterLock(db, timeout_s=0.3)
+        start = time.monotonic()
+        with pytest.raises(CatalogError, match="locked"), lock:
+            pass
+        assert 0.3 <= time.monotonic() - start < 2.0
+        # The failed attempt left the thread lock free: once the holder is gone the lock is taken at once.
+        holder.join(30)
+        with lock:
+            pass
+        lock.close()
+    finally:
+        holder.join(30)
+
+
+def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
+    lock = SqliteWriterLock(tmp_path / "catalog.sqlite", timeout_s=5.0)
+    inside = 0
+    overlaps = 0
+    guard = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, overlaps
+        for _ in range(200):
+            with lock:
+                with guard:
+                    inside += 1
+                    overlaps += inside > 1
+                time.sleep(0)
+                with guard:
+                    inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lock.close()
+    assert overlaps == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_forked_child_does_not_share_the_parents_lock(tmp_path: Path) -> None:
+    lock = SqliteWriterLock(tmp_path / "catalog.sqlite", timeout_s=0.3)
+    with lock:
+        pass  # the parent has its lock file open now
+    lock._thread_lock.acquire()  # hold both locks as a writer would, without the context manager
+    fcntl.flock(lock._fd, fcntl.LOCK_EX)
+    pid = os.fork()
+    if pid == 0:  # child: its inherited descriptor would share the parent's lock; it must open its own and wait
+        code = 1
+        try:
+            lock._thread_lock = threading.Lock()
+            try:
+                with lock:
+                    code = 2  # got it while the parent held it: not exclusive
+            except CatalogError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    fcntl.flock(lock._fd, fcntl.LOCK_UN)
+    lock._thread_lock.release()
+    lock.close()
+    assert os.waitstatus_to_exitcode(status) == 0
