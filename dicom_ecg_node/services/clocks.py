@@ -58,17 +58,19 @@ Trust and correction
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import peewee as pw
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
@@ -76,6 +78,7 @@ from pydicom.filereader import read_partial
 from dicom_ecg_node.catalog.catalog import utc_naive
 from dicom_ecg_node.config import NodeConfig, parse_device_timezones
 from dicom_ecg_node.errors import ArchiveError, CatalogError
+from dicom_ecg_node.waveform import FastItem, Unsupported, read_header_object
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
 
 if TYPE_CHECKING:
@@ -97,11 +100,73 @@ FLAGS = ("not-synchronized", "acquisition-after-creation", "offset-beyond-thresh
          "no-creation-time")
 
 
-def read_header(path: str | Path) -> Dataset:
+#: The header ends with group 0040 (request attributes); the Waveform Sequence (5400,0100) and Encapsulated Document
+#: (0042,0011) come after it.
+HEADER_LAST_TAG = 0x0040FFFF
+#: Bytes read first: an ECG's header is a few KB; a longer one is read whole.
+_HEADER_PREFIX = 64 * 1024
+#: Passed over by the fast reader (asked for, they are read by pydicom): the Waveform Annotation Sequence
+#: (0040,B020), dozens of items the derived work does not read.
+_HEADER_SKIP = frozenset({0x0040B020})
+
+
+class Attributes(Protocol):
+    """What the derived work reads from a header: ``get(keyword)`` as :meth:`pydicom.dataset.Dataset.get`."""
+
+    def get(self, keyword: str, default: Any = None, /) -> Any:
+        """The value of ``keyword`` (a sequence: its items), ``default`` when absent."""
+
+
+class Header:
+    """A stored file's header read by the waveform decoder's fast reader, answering like a pydicom dataset.
+
+    ``get(keyword)`` gives the value :meth:`pydicom.dataset.Dataset.get` would (the fast reader converts values
+    with pydicom's own converter; a sequence gives a list of :class:`Header` items). Reading a header this way
+    costs a fraction of pydicom's ``read_partial``, which parses and wraps every element. Whatever the fast
+    reader passed over (:data:`_HEADER_SKIP`) or cannot convert exactly is looked up in the pydicom dataset that
+    ``fallback`` returns instead.
+    """
+
+    __slots__ = ("_fallback", "_item")
+
+    def __init__(self, item: FastItem, fallback: Callable[[], Attributes]) -> None:
+        self._item = item
+        self._fallback = fallback
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        """The value of ``keyword`` (a sequence: its items), ``default`` when absent."""
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag in _HEADER_SKIP:
+            return self._fallback().get(keyword, default)
+        element = self._item.elements.get(tag)
+        if element is None:
+            return default
+        if element[0] == "SQ":
+            return [Header(child, functools.partial(_nth_item, self._fallback, keyword, i))
+                    for i, child in enumerate(element[1])]
+        try:
+            return self._item.convert(tag)
+        except Unsupported:
+            return self._fallback().get(keyword, default)
+
+    def __contains__(self, keyword: str) -> bool:
+        tag = tag_for_keyword(keyword)
+        if tag in _HEADER_SKIP:
+            return keyword in self._fallback()  # type: ignore[operator]
+        return tag is not None and tag in self._item.elements
+
+
+def _nth_item(parent: Callable[[], Attributes], keyword: str, index: int) -> Attributes:
+    items: Any = parent().get(keyword)
+    return items[index]  # type: ignore[no-any-return]
+
+
+def read_header(path: str | Path) -> Attributes:
     """The attributes of a Part 10 file up to group 0040 (identity, times, equipment, request attributes).
 
     Stops before the Waveform Sequence (5400,0100) or Encapsulated Document (0042,0011), so the samples are never
-    read.
+    parsed. Read by the fast reader (:class:`Header`), or by pydicom when the file holds something it leaves to
+    pydicom.
 
     Raises
     ------
@@ -110,7 +175,21 @@ def read_header(path: str | Path) -> Dataset:
     """
     try:
         with open(path, "rb") as fh:
-            return read_partial(fh, stop_when=lambda tag, _vr, _length: tag > 0x0040FFFF)
+            data = fh.read(_HEADER_PREFIX)
+            item = read_header_object(data, HEADER_LAST_TAG, prefix=True, skip=_HEADER_SKIP)
+            if item is None and len(data) == _HEADER_PREFIX:  # perhaps only a long header: read it all
+                data += fh.read()
+                item = read_header_object(data, HEADER_LAST_TAG, skip=_HEADER_SKIP)
+    except OSError as exc:
+        raise ArchiveError(f"{path}: header cannot be read: {exc}") from exc
+    pydicom_header = functools.cache(functools.partial(_read_header_pydicom, path))
+    return pydicom_header() if item is None else Header(item, pydicom_header)
+
+
+def _read_header_pydicom(path: str | Path) -> Dataset:
+    try:
+        with open(path, "rb") as fh:
+            return read_partial(fh, stop_when=lambda tag, _vr, _length: tag > HEADER_LAST_TAG)
     except (OSError, InvalidDicomError, EOFError, ValueError) as exc:
         raise ArchiveError(f"{path}: header cannot be read: {exc}") from exc
 
@@ -133,10 +212,10 @@ class HeaderReader:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: tuple[tuple[str, int, int], Dataset] | None = None
+        self._last: tuple[tuple[str, int, int], Attributes] | None = None
 
-    def read(self, path: str | Path) -> Dataset:
-        """The header of ``path`` (see :func:`read_header`; the returned dataset is shared: do not change it).
+    def read(self, path: str | Path) -> Attributes:
+        """The header of ``path`` (see :func:`read_header`; the returned object is shared: do not change it).
 
         Raises
         ------
@@ -157,7 +236,7 @@ class HeaderReader:
         return ds
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+def _text(ds: Attributes, keyword: str) -> str | None:
     value = ds.get(keyword)
     text = "" if value is None else str(value).strip()
     return text or None
@@ -193,13 +272,13 @@ class ClockReading:
     time_distribution_protocol: str | None
 
 
-def clock_reading(ds: Dataset, device_zone: tzinfo | None, default_zone: tzinfo) -> ClockReading:
+def clock_reading(ds: Attributes, device_zone: tzinfo | None, default_zone: tzinfo) -> ClockReading:
     """Read an instance's device-clock times and Synchronization module values.
 
     Parameters
     ----------
-    ds : Dataset
-        The instance's attributes (a header is enough, see :func:`read_header`).
+    ds : Attributes
+        The instance's attributes: a pydicom dataset, or a header from :func:`read_header`.
     device_zone : tzinfo or None
         The zone configured for this device, when any.
     default_zone : tzinfo
@@ -483,7 +562,7 @@ class ClockService:
                     manufacturer=_text(ds, "Manufacturer"), model_name=_text(ds, "ManufacturerModelName"))
 
     def record(self, sop_instance_uid: str, ae_title: str, device_serial: str, received_at: datetime,
-               ds: Dataset, *, manufacturer: str | None = None, model_name: str | None = None) -> Estimate:
+               ds: Attributes, *, manufacturer: str | None = None, model_name: str | None = None) -> Estimate:
         """Record one observation and update the device's estimate, in one transaction.
 
         Parameters
@@ -494,8 +573,8 @@ class ClockService:
             The device (calling AE title and Device Serial Number, ``""`` when absent).
         received_at : datetime
             Node receive time (aware, or naive UTC).
-        ds : Dataset
-            The instance's attributes.
+        ds : Attributes
+            The instance's attributes (a pydicom dataset, or a header from :func:`read_header`).
         manufacturer, model_name : str, optional
             Shown with the device.
 

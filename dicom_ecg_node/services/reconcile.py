@@ -62,7 +62,7 @@ from pydicom.uid import generate_uid
 from dicom_ecg_node.catalog.models import normalize_person_name
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import CatalogError, DatasetError, NotFoundError, ReconcileError
-from dicom_ecg_node.services.clocks import HeaderReader
+from dicom_ecg_node.services.clocks import Attributes, HeaderReader
 
 if TYPE_CHECKING:
     from dicom_ecg_node.catalog import Catalog
@@ -137,7 +137,7 @@ class ReviewItem:
         return out
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
+def _text(ds: Attributes, keyword: str) -> str | None:
     value = ds.get(keyword)
     text = "" if value is None else str(value).strip()
     return text or None
@@ -241,7 +241,7 @@ class ReconcileService:
             return
         self.assess(outcome.sop_instance_uid, header=self.read_header(outcome.path))
 
-    def assess(self, sop_instance_uid: str, *, header: Dataset | None = None) -> Assessment | None:
+    def assess(self, sop_instance_uid: str, *, header: Attributes | None = None) -> Assessment | None:
         """Match one stored instance to its order and patient; queue it when a reason is found.
 
         Returns
@@ -309,7 +309,7 @@ class ReconcileService:
         return assessment
 
     @staticmethod
-    def _request_keys(header: Dataset | None) -> dict[str, str]:
+    def _request_keys(header: Attributes | None) -> dict[str, str]:
         """Accession Number and Requested Procedure ID from the Request Attributes Sequence (PS3.3 C.4.10)."""
         keys: dict[str, str] = {}
         if header is None:

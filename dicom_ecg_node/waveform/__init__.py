@@ -9,7 +9,7 @@ service), :class:`Unsupported` saying when pydicom must read it instead.
 
 from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._fastread import FastItem, Unsupported
-from dicom_ecg_node.waveform.decode import attribute, decode, read_object
+from dicom_ecg_node.waveform.decode import attribute, decode, read_header_object, read_object
 from dicom_ecg_node.waveform.model import (
     Channel,
     CodedConcept,
@@ -35,6 +35,7 @@ __all__ = [
     "attribute",
     "decode",
     "is_waveform_class",
+    "read_header_object",
     "read_object",
     "synthesize_ecg",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.tag import BaseTag
 
@@ -76,6 +76,31 @@ KEEP_VALUES: frozenset[int] = frozenset({
 # tag -> True for a kept sequence, False for a kept value: one lookup per element.
 _KEEP: dict[int, bool] = {**dict.fromkeys(KEEP_VALUES, False), **dict.fromkeys(KEEP_SEQUENCES, True)}
 _KEEP_NOTHING: dict[int, bool] = {}
+#: Past every tag: no stop.
+_NO_STOP = 0xFFFFFFFF
+
+
+class _KeepAll:
+    """Keep every element but ``skip``: a sequence (the dictionary's VR is SQ) with its items, else a value.
+
+    An element whose VR the dictionary does not know (private) is kept as a value; sent as a sequence, it makes the
+    read :class:`Unsupported` (the caller reads with pydicom). One instance per read: it caches its look-ups.
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self, skip: frozenset[int]) -> None:
+        self._known: dict[int, bool | None] = dict.fromkeys(skip)
+
+    def get(self, tag: int) -> bool | None:
+        if tag in self._known:
+            return self._known[tag]
+        entry = DicomDictionary.get(tag)  # the plain dict behind dictionary_VR, without its Tag() conversion
+        known = self._known[tag] = (entry[0] if entry is not None else _implicit_vr(tag)) == "SQ"
+        return known
+
+
+Keep = dict[int, bool] | _KeepAll
 
 #: Waveform Data and Waveform Padding Value: 'OB or OW' in the dictionary; values kept as the file's bytes.
 OB_OW_TAGS: frozenset[int] = frozenset({0x5400100A, 0x54001010})
@@ -189,14 +214,14 @@ _ITEM_END_BYTES = (b"\xff\xfe\xe0\x0d", b"\xfe\xff\x0d\xe0")  # (FFFE,E00D) big,
 
 
 def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, item: FastItem | None,
-                  top: bool) -> int:
+                  top: bool, keep: Keep = _KEEP, stop: int = _NO_STOP) -> int:
     """Read one dataset into ``item`` (``None``: skip it) and return the position after it.
 
     ``end`` is the item's end, or ``-1``: the end of ``buf`` at top level, else its Item Delimitation Item
-    (PS3.5 7.5.2).
+    (PS3.5 7.5.2). ``keep`` says which elements to keep; reading ends before the first tag above ``stop``.
     """
     limit = len(buf) if end < 0 else end
-    keep_get = _KEEP.get if item is not None else _KEEP_NOTHING.get
+    keep_get = keep.get if item is not None else _KEEP_NOTHING.get
     elements: dict[int, Element] = item.elements if item is not None else {}
     count = 0
     if little:
@@ -234,8 +259,10 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
             if (group << 16 | elem) == _ITEM_END and end < 0 and not top and u32.unpack_from(buf, start + 4)[0] == 0:
                 return _finish(item, count, start + 8)
             raise Unsupported(f"unexpected ({group:04X},{elem:04X}) at offset {start}")
-        count += 1
         tag = group << 16 | elem
+        if tag > stop:
+            return _finish(item, count, start)
+        count += 1
         kept = keep_get(tag)  # None: skip, True: a kept sequence, False: a kept value
         if length == _UNDEFINED:
             vr_name = _implicit_vr(tag) if implicit else _VR_NAMES[vr]
@@ -244,7 +271,7 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
             if kept is False:
                 raise Unsupported(f"({group:04X},{elem:04X}) is a value sent as a sequence")
             children: list[FastItem] = []
-            pos = _read_sequence(buf, pos, length, limit, implicit, little, item if kept else None, children)
+            pos = _read_sequence(buf, pos, length, limit, implicit, little, item if kept else None, children, keep)
             if kept:
                 elements[tag] = ("SQ", children)
             continue
@@ -258,7 +285,7 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
                 if vr_name != "SQ":
                     raise Unsupported(f"({group:04X},{elem:04X}) is a sequence sent as {vr_name}")
                 children = []
-                if _read_sequence(buf, pos, length, limit, implicit, little, item, children) != value_end:
+                if _read_sequence(buf, pos, length, limit, implicit, little, item, children, keep) != value_end:
                     raise Unsupported(f"({group:04X},{elem:04X}) items overrun the sequence")
                 elements[tag] = ("SQ", children)
             elif vr_name == "SQ":
@@ -279,7 +306,7 @@ def _finish(item: FastItem | None, count: int, pos: int) -> int:
 
 
 def _read_sequence(buf: bytes, pos: int, length: int, limit: int, implicit: bool, little: bool,
-                   parent: Parent | None, items: list[FastItem]) -> int:
+                   parent: Parent | None, items: list[FastItem], keep: Keep = _KEEP) -> int:
     """Read the items of a sequence value starting at ``pos`` into ``items`` (PS3.5 7.5.1, 7.5.2).
 
     ``parent`` None skips them. Returns the position after the sequence.
@@ -311,12 +338,12 @@ def _read_sequence(buf: bytes, pos: int, length: int, limit: int, implicit: bool
                 raise Unsupported("implicit VR item in an explicit VR sequence")
         item = None if parent is None else FastItem({}, 0, implicit, little, parent)
         if item_length == _UNDEFINED:
-            pos = _read_dataset(buf, pos, -1, implicit, little, item, False)
+            pos = _read_dataset(buf, pos, -1, implicit, little, item, False, keep)
         else:
             item_end = pos + item_length
             if item_end > end:
                 raise Unsupported(f"item length {item_length} runs past its sequence")
-            if _read_dataset(buf, pos, item_end, implicit, little, item, False) != item_end:
+            if _read_dataset(buf, pos, item_end, implicit, little, item, False, keep) != item_end:
                 raise Unsupported("item contents overrun the item")
             pos = item_end
         if item is not None:
@@ -324,8 +351,14 @@ def _read_sequence(buf: bytes, pos: int, length: int, limit: int, implicit: bool
     return pos
 
 
-def read_file(data: bytes) -> FastItem:
+def read_file(data: bytes, *, header_until: int | None = None, prefix: bool = False,
+              skip: frozenset[int] = frozenset()) -> FastItem:
     """Read a DICOM Part 10 file (preamble, ``DICM``, file meta group, dataset).
+
+    By default the elements the decoder reads are kept (:data:`KEEP_VALUES`, :data:`KEEP_SEQUENCES`). With
+    ``header_until`` every element up to that tag but those in ``skip`` is kept, sequences with all their items,
+    and reading stops before the first top-level element above it (the samples are never walked). ``prefix``:
+    ``data`` is only the start of the file, so running out of it before that element is :class:`Unsupported`.
 
     Raises
     ------
@@ -377,7 +410,13 @@ def read_file(data: bytes) -> FastItem:
     else:
         raise Unsupported(f"transfer syntax {uid}")
     item = FastItem({}, 0, implicit, little, default_encoding)
-    _read_dataset(data, pos, -1, implicit, little, item, True)
+    if header_until is None:
+        _read_dataset(data, pos, -1, implicit, little, item, True)
+    else:
+        end = _read_dataset(data, pos, -1, implicit, little, item, True, _KeepAll(skip), header_until)
+        # Stopped by a tag above the limit: that element's 8-byte header was there (see _read_dataset).
+        if prefix and end + 8 > len(data):
+            raise Unsupported("the header continues past the bytes given")
     item.transfer_syntax_uid = uid
     if media_instance is not None:
         item.media_storage_sop_instance_uid = media_instance.decode("ascii", "replace").rstrip("\0 ")

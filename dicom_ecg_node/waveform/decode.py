@@ -503,6 +503,21 @@ def read_object(data: bytes) -> FastItem | None:
     return item
 
 
+def read_header_object(data: bytes, until: int, *, prefix: bool = False,
+                       skip: frozenset[int] = frozenset()) -> FastItem | None:
+    """Every attribute of a Part 10 file up to tag ``until`` (sequences with their items), by the fast reader.
+
+    Reading stops before the first top-level element above ``until``; elements whose tag is in ``skip`` are
+    passed over. ``None`` when the file holds something the fast reader leaves to pydicom, or when ``prefix``
+    (``data`` is only the file's start) and the bytes ended first. Values are converted by
+    :meth:`FastItem.convert` as pydicom converts them.
+    """
+    try:
+        return read_file(data, header_until=until, prefix=prefix, skip=skip)
+    except Unsupported:
+        return None
+
+
 def attribute(ds: Dataset | FastItem, keyword: str) -> Any:
     """``ds.get(keyword)`` for a pydicom dataset or an object from :func:`read_object` (same value).
 
