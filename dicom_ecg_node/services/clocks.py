@@ -618,11 +618,14 @@ class ClockService:
                 cached = self._history.get(key)
                 sample = Sample(utc_naive(received_at).replace(tzinfo=UTC), bound, reading.utc_offset_minutes,
                                 after, reading.time_synchronized)
-                if (cached is not None and existing is not None and cached[0] == existing.total and inserted == 1
-                        and (not cached[1] or cached[1][0].received_at <= sample.received_at)):
-                    # Newest observation of a device only this process wrote since: the history is the cached one
-                    # with this sample in front (the order of the query below: received_at desc, id desc).
-                    history = [sample, *cached[1][: DRIFT_HISTORY - 1]]
+                if cached is not None and existing is not None and cached[0] == existing.total and inserted == 1:
+                    # Only this process observed the device since: the history is the cached one with this sample
+                    # at its place in the query's order below (received_at desc, then id desc: the new row has the
+                    # highest id, so it goes before those received at the same time). ECGs are observed out of
+                    # their receive order when worker processes' stores are caught up by catalog id.
+                    old = cached[1]
+                    at = next((i for i, s in enumerate(old) if s.received_at <= sample.received_at), len(old))
+                    history = [*old[:at], sample, *old[at:]][:DRIFT_HISTORY]
                 else:
                     rows = list(O.select(O.received_at, O.bound_s, O.utc_offset_minutes,
                                          O.acquisition_after_creation, O.time_synchronized).where(device)

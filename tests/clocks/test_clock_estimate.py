@@ -9,7 +9,7 @@ from helpers import make_config
 from pydicom.dataset import Dataset
 
 from dicom_ecg_node.catalog import Catalog
-from dicom_ecg_node.services.clocks import ClockService, Sample, drift, estimate, window
+from dicom_ecg_node.services.clocks import DRIFT_HISTORY, ClockService, Sample, drift, estimate, window
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -92,16 +92,21 @@ def test_a_re_recorded_instance_counts_once(clock_service):
     assert device.samples == 1 and device.device_serial == ""
 
 
-def test_cached_history_gives_what_the_catalog_gives(catalog_url, tmp_path):
+@pytest.mark.parametrize("order", ["received", "interleaved"])
+def test_cached_history_gives_what_the_catalog_gives(catalog_url, tmp_path, order):
     """One service (history cached), a cold service per observation, and two services taking turns on one catalog
-    (two worker processes) end with the same device estimate and the same corrected times."""
+    (two worker processes) end with the same device estimate and the same corrected times; also when ECGs are
+    observed out of their receive order (the derived work of two worker processes, caught up by catalog id)."""
     from dicom_ecg_node.catalog import Catalog
 
     config = make_config(tmp_path, clock_correction="trusted", clock_trust_samples=3, clock_trust_tolerance_s=5)
 
     def observations():
         for i in range(30):
-            received = T0 + timedelta(minutes=7 * i)
+            # "interleaved": every pair observed later-received first, and every fifth ECG received 3 hours before
+            # the ones observed before it (it belongs far down the history, out of the window of recent ones).
+            j = i if order == "received" else (i + 1 if i % 2 == 0 else i - 1)
+            received = T0 + timedelta(minutes=7 * j - (180 if order != "received" and i % 5 == 4 else 0))
             offset = 600.0 + (40.0 if i >= 20 else 0.0)  # the cart's clock is reset by 40 s after 20 ECGs
             created = received - timedelta(seconds=2 + i % 4) + timedelta(seconds=offset)
             yield f"1.2.7.{i}", received, _ds(created, created - timedelta(minutes=1))
@@ -114,6 +119,11 @@ def test_cached_history_gives_what_the_catalog_gives(catalog_url, tmp_path):
                 svcs[n % len(svcs)].record(uid, "CART9", "SN9", received, ds)
             [device] = svcs[0].devices()
             corrected = [svcs[0].corrected_time(f"1.2.7.{i}") for i in range(30)]
+            cached = svcs[0]._history.get(("CART9", "SN9"))
+            if cached is not None and len(svcs) == 1:  # the history kept in memory is the catalog's, in its order
+                stored = svcs[0].history("CART9", "SN9", limit=DRIFT_HISTORY)
+                assert [(s.received_at, s.bound_s) for s in cached[1]] == [(o.received_at, o.bound_s)
+                                                                          for o in stored]
             return (device.offset_s, device.drift_s_per_day, device.samples, device.total, device.trusted,
                     device.flags), corrected
         finally:
