@@ -56,7 +56,7 @@ from dicom_ecg_node.errors import (
     UnreadableDatasetError,
     UnsupportedSOPClassError,
 )
-from dicom_ecg_node.waveform import FastItem, Recording, Unsupported, attribute, decode, read_object
+from dicom_ecg_node.waveform import FastItem, Recording, Unsupported, attribute, attribute_text, decode, read_object
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
 from dicom_ecg_node.waveform.sopclass import STORAGE_SOP_CLASSES, is_waveform_class
 
@@ -136,11 +136,7 @@ def validate_uid(value: Any, keyword: str) -> str:
 
 def _text(ds: Dataset | FastItem, keyword: str) -> str | None:
     """An attribute as its DICOM string, stripped; ``None`` when absent or empty."""
-    value = attribute(ds, keyword)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
+    return attribute_text(ds, keyword)
 
 
 def _int(ds: Dataset | FastItem, keyword: str, warnings: list[str]) -> int | None:

@@ -9,7 +9,7 @@ service), :class:`Unsupported` saying when pydicom must read it instead.
 
 from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._fastread import FastItem, Unsupported
-from dicom_ecg_node.waveform.decode import attribute, decode, read_header_object, read_object
+from dicom_ecg_node.waveform.decode import attribute, attribute_text, decode, read_header_object, read_object
 from dicom_ecg_node.waveform.model import (
     Channel,
     CodedConcept,
@@ -33,6 +33,7 @@ __all__ = [
     "Unsupported",
     "WaveformError",
     "attribute",
+    "attribute_text",
     "decode",
     "is_waveform_class",
     "read_header_object",

@@ -535,6 +535,38 @@ def attribute(ds: Dataset | FastItem, keyword: str) -> Any:
     return ds.get(keyword)
 
 
+#: VRs whose single ASCII value pydicom converts to the text with trailing spaces and NULs removed (its
+#: convert_string, convert_text and convert_UI; DA, DT and TM while datetime_conversion is off).
+_PLAIN_TEXT_VRS = frozenset({"AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"})
+
+
+def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
+    """``str(attribute(ds, keyword)).strip()``: the attribute as its DICOM string; ``None`` when absent or empty.
+
+    For an object from :func:`read_object`, a single ASCII value of a plain text VR is read from its bytes (the
+    same string pydicom's conversion gives, without building it); anything else goes through :func:`attribute`.
+
+    Raises
+    ------
+    Unsupported
+        As :func:`attribute`.
+    """
+    if type(ds) is FastItem and not pydicom.config.datetime_conversion:
+        tag = _tag(keyword)
+        if tag not in KEEP_VALUES:
+            raise Unsupported(f"{keyword} is not read by the fast reader")
+        element = ds.elements.get(tag)
+        if element is None:
+            return None
+        vr, raw = element
+        if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
+            return raw.decode("ascii").rstrip(" \x00").strip() or None
+    value = attribute(ds, keyword)
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
 def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recording:
     """Decode a DICOM waveform object faithfully.
 

@@ -290,3 +290,52 @@ def test_fast_reader_raises_only_unsupported_on_garbage() -> None:
     for cut in range(132, 2000, 7):
         with contextlib.suppress(Unsupported):
             read_file(data[:cut])
+
+
+# Every keyword the ingest service reads as text (services/ingest._text).
+TEXT_KEYWORDS = ["PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "AccessionNumber", "StudyID", "StudyDescription", "ReferringPhysicianName", "Modality",
+                 "SeriesNumber", "SeriesDescription", "SeriesDate", "SeriesTime", "InstanceNumber", "ContentDate",
+                 "ContentTime", "Manufacturer", "ManufacturerModelName", "DeviceSerialNumber", "SOPInstanceUID",
+                 "AcquisitionDateTime", "TimezoneOffsetFromUTC"]
+
+
+def _pydicom_text(ds: pydicom.Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    return None if value is None else (str(value).strip() or None)
+
+
+def _assert_text_same(data: bytes) -> None:
+    from dicom_ecg_node.waveform import attribute_text, read_object
+
+    fast = read_object(data)
+    assert fast is not None
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for keyword in TEXT_KEYWORDS:
+        assert attribute_text(fast, keyword) == _pydicom_text(ds, keyword), keyword
+        assert attribute_text(ds, keyword) == _pydicom_text(ds, keyword), keyword
+
+
+@pytest.mark.parametrize("path", all_samples(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_attribute_text_equals_pydicom_on_samples(path: Path) -> None:
+    _assert_text_same(path.read_bytes())
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+def test_attribute_text_padding_whitespace_and_multiple_values(syntax: str) -> None:
+    ds = synthesize_ecg(transfer_syntax=syntax, seed=3)
+    ds.AccessionNumber = " ACC 7\t"  # leading space and a tab: both stripped, the inner space kept
+    ds.StudyID = "S1\x00"  # a NUL where a space should pad: pydicom drops it, and so must the fast path
+    ds.StudyDescription = "first\\second"  # two values: as pydicom's MultiValue reads as text
+    ds.DeviceSerialNumber = "    "  # only padding: empty, None
+    ds.Manufacturer = "Ünïcode GmbH"  # not ASCII: through pydicom's decoding
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientID = "ID\x1b(B"  # an escape sequence: through pydicom
+    data = ecg_to_bytes(ds)
+    _assert_text_same(data)
+    from dicom_ecg_node.waveform import attribute_text, read_object
+
+    fast = read_object(data)
+    assert attribute_text(fast, "AccessionNumber") == "ACC 7" and attribute_text(fast, "StudyID") == "S1"
+    assert attribute_text(fast, "DeviceSerialNumber") is None
+    assert attribute_text(fast, "Manufacturer") == "Ünïcode GmbH"
