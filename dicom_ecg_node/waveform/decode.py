@@ -183,6 +183,20 @@ def _float(value: Any, keyword: str, group: int | None) -> float:
 
 
 def _opt_float(item: Dataset | FastItem, keyword: str, group: int | None, default: float | None) -> float | None:
+    if type(item) is FastItem:
+        # The common case read without the general readers' layers: absent, or one DS value (same rules as
+        # _access._raw_numbers, which reads everything else).
+        element = item.elements.get(_tag(keyword))
+        if element is None:
+            return default
+        if element[0] == "DS" and b"\\" not in element[1]:
+            single = element[1].strip(b" \x00")
+            if not single:
+                return default
+            try:
+                return float(single)
+            except ValueError:
+                pass  # the general path below reports it
     try:
         value = number(item, _tag(keyword))
         return default if value is None else float(value)
