@@ -636,6 +636,11 @@ class Catalog:
         """
         return self._prepared.get(key, build)
 
+    @property
+    def statement_cache(self) -> PreparedCache:
+        """The compiled statements of the catalog (:meth:`prepared`; the query formatter's shapes, catalog/sql.py)."""
+        return self._prepared
+
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return self.db.execute_sql(sql, params).fetchone()
 

@@ -28,8 +28,11 @@ Builder = Callable[[Callable[..., pw.Node]], pw.Query]
 
 
 @dataclass(frozen=True, slots=True)
-class _Slot:
-    """A named value of a prepared statement, as it travels through peewee's SQL generation."""
+class Slot:
+    """A named value of a prepared statement, as it travels through peewee's SQL generation.
+
+    ``pw.Value(Slot(name), converter=False)`` in a query is bound, unconverted, to the value named ``name``.
+    """
 
     name: str
 
@@ -76,7 +79,7 @@ class Prepared:
         def slot(name: str, field: pw.Field | None = None) -> pw.Node:
             if field is not None:
                 converters[name] = field.db_value
-            return pw.Value(_Slot(name), converter=False)
+            return pw.Value(Slot(name), converter=False)
 
         query = build(slot)
         sql, params = query.sql()  # in the dialect of the database the query's models are bound to
@@ -84,7 +87,7 @@ class Prepared:
         self.sql: str = sql
         # Each parameter in order: a slot's name and converter, or a constant peewee put in the query itself.
         self._params: tuple[tuple[str | None, Any], ...] = tuple(
-            (p.name, converters.get(p.name, _identity)) if isinstance(p, _Slot) else (None, p) for p in params)
+            (p.name, converters.get(p.name, _identity)) if isinstance(p, Slot) else (None, p) for p in params)
         returning = getattr(query, "_returning", None) if isinstance(query, pw.SelectQuery) else None
         self._columns: tuple[Callable[[Any], Any], ...] = tuple(
             _column_converter(node) for node in (returning or ()))
@@ -132,19 +135,26 @@ class PreparedCache:
     db : peewee.Database
     """
 
-    def __init__(self, db: pw.Database) -> None:
+    def __init__(self, db: pw.Database, max_statements: int = 1024) -> None:
         self._db = db
         self._lock = threading.Lock()
         self._statements: dict[str, Prepared] = {}
+        self.max_statements = max_statements
 
     def get(self, key: str, build: Builder) -> Prepared:
-        """The statement named ``key``, compiled from ``build`` the first time it is asked for."""
+        """The statement named ``key``, compiled from ``build`` the first time it is asked for.
+
+        Once :attr:`max_statements` are kept, a new one is compiled for each use and not kept (the keys of
+        C-FIND shapes come from the peers' identifiers: memory stays bounded whatever they send).
+        """
         statement = self._statements.get(key)
         if statement is None:
             compiled = Prepared(self._db, build)
             with self._lock:
+                if len(self._statements) >= self.max_statements:
+                    return compiled
                 statement = self._statements.setdefault(key, compiled)
         return statement
 
 
-__all__ = ["Builder", "Prepared", "PreparedCache"]
+__all__ = ["Builder", "Prepared", "PreparedCache", "Slot"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -325,3 +326,62 @@ def test_relational_queries_lift_the_hierarchical_rules(catalog: Catalog) -> Non
           relational=True)
     with pytest.raises(QueryError):
         QueryService(catalog, "X").parse(identifier("IMAGE", PatientID="P1"), PR, relational=False)
+
+
+# -- compiled shapes (catalog/sql.py run with the catalog's statement cache) -------------------------------------
+
+
+def _query(catalog: Catalog, ds: Dataset):
+    return QueryService(catalog, "ECGNODE").parse(ds, SR, relational=True).query
+
+
+def test_a_shape_is_compiled_once_and_bound_to_each_querys_values(catalog: Catalog) -> None:
+    from dicom_ecg_node.catalog.sql import query_shape
+
+    keys = {"StudyInstanceUID": "", "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}
+    first, second = identifier("STUDY", PatientID="P1", **keys), identifier("STUDY", PatientID="P3", **keys)
+    assert query_shape(_query(catalog, first)) == query_shape(_query(catalog, second))
+    assert check(catalog, first, {"1.2.1", "1.2.2"})
+    compiled = {k for k in catalog.statement_cache._statements if k.startswith("find:")}
+    assert len(compiled) == 2  # the studies and their modalities
+    assert check(catalog, second, {"1.2.4"})  # the same statements, this query's value
+    assert {k for k in catalog.statement_cache._statements if k.startswith("find:")} == compiled
+    # Values that need a conversion by their column (an instant range on the UTC column) are bound converted.
+    check(catalog, identifier("IMAGE", AcquisitionDateTime="20260308-20260308", TimezoneOffsetFromUTC="+0000",
+                              SOPInstanceUID=""), {"1.1", "1.2", "1.3", "2.1", "3.1"})
+    check(catalog, identifier("IMAGE", AcquisitionDateTime="20260307-20260307", TimezoneOffsetFromUTC="+0000",
+                              SOPInstanceUID=""), set())
+
+
+def test_what_changes_the_sql_text_is_part_of_the_shape(catalog: Catalog) -> None:
+    from dicom_ecg_node.catalog.sql import query_shape
+
+    def shape(**keys: Any) -> str | None:
+        return query_shape(_query(catalog, identifier("STUDY", **{"StudyInstanceUID": "", **keys})))
+
+    assert shape(PatientID="P1") != shape(PatientID="P*")  # single value / wildcard
+    assert shape(PatientName="Doe^Jane") != shape(PatientName="Doe^Jane=山田")  # person name groups given
+    assert shape(PatientName="=山田^太郎") != shape(PatientName="Yamada^Tarou")
+    assert shape(StudyDate="20260301-") != shape(StudyDate="20260301-20260331") != shape(StudyDate="-20260331")
+    uids = [f"1.2.{i}" for i in range(9)]
+    assert shape(StudyInstanceUID=uids[:2]) != shape(StudyInstanceUID=uids[:3])
+    assert shape(StudyInstanceUID=uids) is None  # a long list is compiled on its own, never kept
+    assert shape(AccessionNumber='""') != shape(AccessionNumber="A1")  # empty value matching
+    # Hand-picked answers for each, through the cache (one run compiles, the second binds).
+    for _ in range(2):
+        check(catalog, identifier("STUDY", PatientName="=山田^太郎"), {"1.2.4"})
+        check(catalog, identifier("STUDY", StudyInstanceUID=["1.2.1", "1.2.5", "1.2.9"]), {"1.2.1", "1.2.5"})
+        check(catalog, identifier("STUDY", StudyInstanceUID=uids), {"1.2.1", "1.2.2", "1.2.3", "1.2.4", "1.2.5",
+                                                                   "1.2.6"})
+
+
+def test_the_statement_cache_is_bounded() -> None:
+    import peewee as pw
+
+    from dicom_ecg_node.catalog.prepared import PreparedCache
+
+    db = pw.SqliteDatabase(":memory:")
+    cache = PreparedCache(db, max_statements=2)
+    made = [cache.get(f"k{i}", lambda p: pw.Select(columns=[pw.Value(1)])) for i in range(4)]
+    assert len(cache._statements) == 2 and cache.get("k0", lambda p: None) is made[0]
+    assert cache.get("k3", lambda p: pw.Select(columns=[pw.Value(1)])) is not made[3]  # compiled, not kept
