@@ -176,6 +176,12 @@ class SqlFormatter:
                 if q:  # an empty query group matches any stored group
                     group = self._pn_group(expr, i)
                     parts.append(self._like(group, q) if isinstance(c, Wildcard) else group == self._v(q))
+            prefix = pn_prefix(c)
+            if prefix and self.sqlite:
+                # The alphabetic group starts the stored search form, so its literal prefix bounds the column
+                # (code-point order, SQLite's BINARY collation): the name index narrows the rows, the group
+                # condition above decides.
+                parts.insert(0, (expr >= self._v(prefix, expr)) & (expr < self._v(prefix_successor(prefix), expr)))
             return _and(parts)
         if isinstance(c, SingleValue):
             return expr == self._v(c.value, expr)
@@ -467,6 +473,21 @@ class SqlFormatter:
         return [Answer(r) for r in rows]
 
 
+def pn_prefix(c: Constraint) -> str:
+    """The literal start of a person name constraint's alphabetic group (up to its first wildcard), or ``""``.
+
+    Every stored search form (:func:`~dicom_ecg_node.catalog.models.normalize_person_name`) that the constraint
+    matches starts with it. ``""`` when there is none to use (no alphabetic group, a leading wildcard, a last
+    character without a successor).
+    """
+    query = str(c.value) if isinstance(c, SingleValue) else c.pattern if isinstance(c, Wildcard) else ""
+    first = query.split("=", 1)[0]
+    if isinstance(c, Wildcard):
+        cut = min((i for i in (first.find("*"), first.find("?")) if i >= 0), default=len(first))
+        first = first[:cut]
+    return first if first and ord(first[-1]) < 0x10FFFF else ""
+
+
 class _NotPreparable(Exception):
     """The query cannot run from compiled statements (a value that changes the SQL text); peewee compiles it."""
 
@@ -484,7 +505,8 @@ def _constraint_shape(c: Constraint, kind: Kind) -> str | None:
     if kind is Kind.PN and isinstance(c, SingleValue | Wildcard):
         query = str(c.value) if isinstance(c, SingleValue) else c.pattern
         # Which component groups are given decides the SQL (an empty one matches anything).
-        return ("S" if isinstance(c, SingleValue) else "W") + "".join("1" if q else "0" for q in query.split("="))
+        return (("S" if isinstance(c, SingleValue) else "W") + "".join("1" if q else "0" for q in query.split("="))
+                + ("p" if pn_prefix(c) else ""))
     if isinstance(c, SingleValue):
         return "S"
     if isinstance(c, Wildcard):

@@ -385,3 +385,25 @@ def test_the_statement_cache_is_bounded() -> None:
     made = [cache.get(f"k{i}", lambda p: pw.Select(columns=[pw.Value(1)])) for i in range(4)]
     assert len(cache._statements) == 2 and cache.get("k0", lambda p: None) is made[0]
     assert cache.get("k3", lambda p: pw.Select(columns=[pw.Value(1)])) is not made[3]  # compiled, not kept
+
+
+def test_person_name_prefix_bounds_only_what_can_match() -> None:
+    from dicom_ecg_node.catalog.query import SingleValue, Wildcard
+    from dicom_ecg_node.catalog.sql import pn_prefix
+
+    assert pn_prefix(Wildcard("kowalski^c*")) == "kowalski^c"
+    assert pn_prefix(Wildcard("do?^jane")) == "do"
+    assert pn_prefix(Wildcard("*ski")) == ""  # a leading wildcard: no prefix
+    assert pn_prefix(Wildcard("=山田*")) == ""  # no alphabetic group
+    assert pn_prefix(SingleValue("doe^jane=山田")) == "doe^jane"
+    assert pn_prefix(SingleValue("doe\U0010ffff")) == ""  # no successor of the last character
+
+
+def test_person_name_prefix_keeps_every_match(catalog: Catalog) -> None:
+    # Each of these compares the SQL answers with the oracle's (check), with the prefix bound in place on SQLite.
+    check(catalog, identifier("STUDY", PatientName="doe^*"), {"1.2.1", "1.2.2", "1.2.3"})
+    check(catalog, identifier("STUDY", PatientName="DOE"), set())  # the family name alone is another name
+    check(catalog, identifier("STUDY", PatientName="Doe^J?ne"), {"1.2.1", "1.2.2"})
+    check(catalog, identifier("STUDY", PatientName="yamada^tarou"), {"1.2.4"})
+    check(catalog, identifier("STUDY", PatientName="MÜLLER^*"), {"1.2.5"})
+    check(catalog, identifier("STUDY", PatientName="m*"), {"1.2.5"})
