@@ -3,10 +3,12 @@
 
 The catalog models an archive that grows by 10,000 ECGs a year (so a catalog of N instances spans N/10,000 years,
 ending in 2026), one ECG per study, about five ECGs per patient. For each query the script reports the median and
-p95 round trip of C-FIND on an already open pynetdicom association (answers included), the whole-process time of
-DCMTK ``findscu`` for the same query (median of runs), and a C-ECHO baseline (``echoscu``). The node runs in its
-own process (``ecg-node serve``, strict access control: the benchmark's calling AE titles are registered with
-``ecg-node ae add`` first). Rows are catalog rows only (no files: C-FIND never reads them).
+p95 round trip of C-FIND on an already open pynetdicom association (answers included), the same round trip from a
+raw socket client (``raw ms``: ``findscu``'s own request bytes replayed on an open association, the clock stopped at
+the last byte of the final response: the node's latency without pynetdicom's client decoding every answer), the
+whole-process time of DCMTK ``findscu`` for the same query (median of runs), and a C-ECHO baseline (``echoscu``).
+The node runs in its own process (``ecg-node serve``, strict access control: the benchmark's calling AE titles are
+registered with ``ecg-node ae add`` first). Rows are catalog rows only (no files: C-FIND never reads them).
 
 With ``--orthanc``, the same run also compares the node with Orthanc (Debian package ``orthanc``, installed with
 apt-get only when missing and only then; started with its own config in a temp dir, on loopback ports chosen free):
@@ -23,15 +25,19 @@ Usage: .venv/bin/python scripts/bench_query.py [--sizes 10000 100000] [--keep DI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -275,6 +281,95 @@ def polling_client(event: evt.Event) -> None:
     event.assoc.dul._run_loop_delay = 0.0001
 
 
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    """One whole PDU (PS3.8 9.3.1: type, reserved, 4-byte length)."""
+    data = bytearray()
+    need = 6
+    while len(data) < need:
+        chunk = sock.recv(need - len(data))
+        if not chunk:
+            raise EOFError("connection closed")
+        data += chunk
+        if len(data) == 6 and need == 6:
+            need += struct.unpack(">I", data[2:6])[0]
+    return data[0], bytes(data)
+
+
+def _last_commands(pdu: bytes) -> int:
+    """Last fragments of command sets in a P-DATA-TF PDU (PS3.8 9.3.5, E.2: message control header 0b11)."""
+    count, pos = 0, 6
+    while pos + 6 <= len(pdu):
+        length = struct.unpack(">I", pdu[pos:pos + 4])[0]
+        count += pdu[pos + 5] & 0x03 == 0x03
+        pos += 4 + length
+    return count
+
+
+class RawFind:
+    """``findscu``'s request bytes for one query, recorded through a relay, replayed on an open association."""
+
+    def __init__(self, port: int, args: list[str]) -> None:
+        relay = socket.create_server(("127.0.0.1", 0))
+        self.pdus: list[tuple[int, bytes]] = []
+
+        def run() -> None:
+            client, _ = relay.accept()
+            server = socket.create_connection(("127.0.0.1", port))
+            for s in (client, server):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def back() -> None:
+                with contextlib.suppress(OSError):
+                    while chunk := server.recv(65536):
+                        client.sendall(chunk)
+                with contextlib.suppress(OSError):
+                    client.shutdown(socket.SHUT_WR)
+            threading.Thread(target=back, daemon=True).start()
+            with contextlib.suppress(EOFError, OSError):
+                while True:
+                    pdu = _read_pdu(client)
+                    self.pdus.append(pdu)
+                    server.sendall(pdu[1])
+            server.close()
+            client.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        relayed = [str(relay.getsockname()[1]) if a == str(port) else a for a in args]
+        subprocess.run(relayed, env=ENV, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        thread.join(30)
+        relay.close()
+        if not self.pdus or self.pdus[0][0] != 0x01:
+            raise RuntimeError("findscu's association request was not recorded")
+        self.port = port
+
+    def round_trips(self, answers: int, repeats: int) -> list[float]:
+        """Milliseconds from the request's first byte to the final response's last, on one open association."""
+        sock = socket.create_connection(("127.0.0.1", self.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.sendall(self.pdus[0][1])  # A-ASSOCIATE-RQ
+            if _read_pdu(sock)[0] != 0x02:
+                raise RuntimeError("association not accepted")
+            request = b"".join(pdu for kind, pdu in self.pdus[1:] if kind == 0x04)  # the C-FIND-RQ's P-DATA
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                sock.sendall(request)
+                seen = 0
+                while seen < answers + 1:  # every pending response, then the final one
+                    kind, pdu = _read_pdu(sock)
+                    if kind == 0x04:
+                        seen += _last_commands(pdu)
+                times.append((time.perf_counter() - t) * 1e3)
+            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
+            _read_pdu(sock)
+        finally:
+            sock.close()
+        return times
+
+
 def bench(port: int, n: int) -> list[dict[str, object]]:
     env = ENV
     ae = AE(ae_title=CALLER)
@@ -299,11 +394,12 @@ def bench(port: int, n: int) -> list[dict[str, object]]:
                 answers = len(got) - 1
                 if int(got[-1].Status) != 0:
                     raise RuntimeError(f"{label}: status 0x{int(got[-1].Status):04X}")
-            fs = None
+            fs = raw = None
             if not relational:  # findscu cannot negotiate relational queries
                 args = ["findscu", "-S", "-aet", CALLER, "-aec", "ECGNODE", "127.0.0.1", str(port)]
                 for k, v in keys.items():
                     args += ["-k", f"{k}={v}" if v else k]
+                raw = statistics.median(RawFind(port, args).round_trips(answers, repeats))
                 runs = []
                 for _ in range(min(repeats, 5)):
                     t = time.perf_counter()
@@ -311,7 +407,7 @@ def bench(port: int, n: int) -> list[dict[str, object]]:
                     runs.append((time.perf_counter() - t) * 1e3)
                 fs = statistics.median(runs)
             rows.append({"n": n, "query": label, "answers": answers, "median_ms": statistics.median(times),
-                         "p95_ms": pct(times, 0.95), "findscu_ms": fs})
+                         "p95_ms": pct(times, 0.95), "raw_ms": raw, "findscu_ms": fs})
     finally:
         assoc.release()
     runs = []
@@ -320,7 +416,7 @@ def bench(port: int, n: int) -> list[dict[str, object]]:
         subprocess.run(["echoscu", "-aet", CALLER, "-aec", "ECGNODE", "127.0.0.1", str(port)], env=env, check=True)
         runs.append((time.perf_counter() - t) * 1e3)
     rows.append({"n": n, "query": "C-ECHO baseline (echoscu)", "answers": 0, "median_ms": None, "p95_ms": None,
-                 "findscu_ms": statistics.median(runs)})
+                 "raw_ms": None, "findscu_ms": statistics.median(runs)})
     return rows
 
 
@@ -488,12 +584,13 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     if not all_rows:
         return 0
-    print(f"{'instances':>9}  {'query':<34} {'answers':>7} {'median ms':>9} {'p95 ms':>8} {'findscu ms':>10}")
+    print(f"{'instances':>9}  {'query':<34} {'answers':>7} {'median ms':>9} {'p95 ms':>8} {'raw ms':>8} "
+          f"{'findscu ms':>10}")
     for r in all_rows:
         def f(v: object) -> str:
             return "-" if v is None else f"{v:.1f}"  # type: ignore[str-format]
         print(f"{r['n']:>9}  {r['query']:<34} {r['answers']:>7} {f(r['median_ms']):>9} {f(r['p95_ms']):>8} "
-              f"{f(r['findscu_ms']):>10}")
+              f"{f(r['raw_ms']):>8} {f(r['findscu_ms']):>10}")
     sizes = sorted({int(r["n"]) for r in all_rows})  # type: ignore[call-overload]
     if len(sizes) >= 2:
         small, big = sizes[0], sizes[-1]
