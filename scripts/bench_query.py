@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as SrFind
 
@@ -553,6 +553,10 @@ def main() -> int:
     parser.add_argument("--orthanc-files", type=int, default=2000, help="Synthetic ECGs sent to both (default 2000).")
     parser.add_argument("--orthanc-repeat", type=int, default=10, help="findscu runs per query and peer (default 10).")
     args = parser.parse_args()
+    # pynetdicom's requestor formats every request and answer identifier for its log, logging on or not (~0.3 ms
+    # an answer): the viewer's cost, not the node's. The node turns the same switches off (net/workers.py).
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
     missing = [t for t in ("findscu", "echoscu", *(("storescu",) if args.orthanc else ())) if shutil.which(t) is None]
     if missing:
         print(f"DCMTK {', '.join(missing)} required (apt-get install dcmtk)", file=sys.stderr)

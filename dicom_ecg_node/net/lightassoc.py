@@ -10,9 +10,10 @@ Why
 What is served here
     An association whose A-ASSOCIATE-RQ (PS3.8 9.3.2) proposes only Verification and the C-FIND models the node
     answers (Patient Root, Study Root, Modality Worklist), over plain TCP, with no user identity, role selection,
-    asynchronous operations or extended negotiation items, on a node below its association limit. Anything else
-    (C-STORE, C-MOVE, C-GET, Storage Commitment, MPPS, TLS, ...) is left to pynetdicom untouched: the request is
-    read with ``MSG_PEEK`` first, so pynetdicom reads it again from the socket.
+    asynchronous operations or extended negotiation items other than SOP Class Extended Negotiation (PS3.7 D.3.3.5:
+    relational queries, combined date and time matching, PS3.4 C.5.1.1), on a node below its association limit.
+    Anything else (C-STORE, C-MOVE, C-GET, Storage Commitment, MPPS, TLS, ...) is left to pynetdicom untouched:
+    the request is read with ``MSG_PEEK`` first, so pynetdicom reads it again from the socket.
 
 How
     The same parts as pynetdicom's path, run in order on one thread: pynetdicom's PDU classes decode and encode
@@ -52,6 +53,7 @@ from pynetdicom.pdu_primitives import (
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
+    SOPClassExtendedNegotiation,
 )
 from pynetdicom.presentation import negotiate_as_acceptor
 from pynetdicom.service_class import VerificationServiceClass
@@ -67,8 +69,10 @@ log = logging.getLogger("dicom_ecg_node.net")
 VERIFICATION = "1.2.840.10008.1.1"
 #: Abstract syntaxes an association may propose to be served here.
 LIGHT_SYNTAXES = frozenset({VERIFICATION, *FIND_SOP_CLASSES})
-#: User information items allowed in the request (PS3.7 D.3.3): nothing that needs negotiation.
-_PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification, ImplementationVersionNameNotification)
+#: User information items allowed in the request (PS3.7 D.3.3): nothing that needs negotiation but the SOP Class
+#: Extended items (D.3.3.5), which the node's ``EVT_SOP_EXTENDED`` handler answers as on pynetdicom's path.
+_PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification, ImplementationVersionNameNotification,
+                SOPClassExtendedNegotiation)
 _MAX_RQ = 65536
 _HEADER = struct.Struct(">BBI")
 _PDV_ITEM = struct.Struct(">IB")
@@ -245,10 +249,13 @@ class LightAssociation:
         self.requestor = SimpleNamespace(
             ae_title=str(request.calling_ae_title).strip(), address=address[0], port=address[1],
             address_info=SimpleNamespace(address=address[0], port=address[1]), primitive=request,
-            user_identity=None, sop_class_extended={}, maximum_length=max_length)
+            user_identity=None, maximum_length=max_length,
+            sop_class_extended={i.sop_class_uid: i.service_class_application_information
+                                for i in request.user_information if isinstance(i, SOPClassExtendedNegotiation)})
         self.acceptor = SimpleNamespace(ae_title=ae.ae_title, primitive=None, maximum_length=ae.maximum_pdu_size,
                                         accepted_common_extended={})
         self._contexts = contexts
+        self._request = request
         self._accept = accept if accept is not None else accept_pdu(request, contexts, ae)
         self._accepted_cx = {int(cx.context_id): cx for cx in contexts if cx.result == 0x00}
         self.dimse = _LightDIMSE(self)
@@ -288,6 +295,28 @@ class LightAssociation:
         """Not used by the node's handlers on a query association; abort instead of an orderly release."""
         self.abort()
 
+    def _extended_response(self) -> list[SOPClassExtendedNegotiation]:
+        """The SOP Class Extended Negotiation items of the A-ASSOCIATE-AC (PS3.7 D.3.3.5).
+
+        As pynetdicom's ACSE builds them: the ``EVT_SOP_EXTENDED`` handler's answer; none when it fails or answers
+        nothing usable.
+        """
+        try:
+            response = evt.trigger(self, evt.EVT_SOP_EXTENDED, {"app_info": self.requestor.sop_class_extended})
+        except Exception:
+            log.exception("the SOP Class Extended Negotiation handler failed; no extended negotiation accepted")
+            return []
+        items = []
+        for uid, info in (response or {}).items() if isinstance(response, dict) else ():
+            try:
+                item = SOPClassExtendedNegotiation()
+                item.sop_class_uid, item.service_class_application_information = uid, info
+            except Exception:
+                log.exception("invalid SOP Class Extended Negotiation answer for %s", uid)
+                continue
+            items.append(item)
+        return items
+
     def _send_reject(self, result: int, source: int, diagnostic: int) -> None:
         """A-ASSOCIATE-RJ (PS3.8 9.3.4), as pynetdicom's ACSE sends it."""
         from pynetdicom.pdu import A_ASSOCIATE_RJ
@@ -322,6 +351,9 @@ class LightAssociation:
         evt.trigger(self, evt.EVT_REQUESTED, {})
         if self.is_rejected or self._kill:
             return
+        if self.requestor.sop_class_extended:
+            self._accept = self._registry.extended_accept(self._accept, self._request, self._contexts,
+                                                          self._extended_response())
         data, self.acceptor.primitive = self._accept
         self.dul.send_raw(data)
         evt.trigger(self, evt.EVT_ACCEPTED, {})
@@ -471,8 +503,12 @@ class LightAssociation:
         self.kill()
 
 
-def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity) -> tuple[bytes, A_ASSOCIATE]:
-    """The A-ASSOCIATE-AC (PS3.8 9.3.3) pynetdicom's ACSE sends for ``request``: encoded bytes and primitive."""
+def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity,
+               extended: list[SOPClassExtendedNegotiation] | None = None) -> tuple[bytes, A_ASSOCIATE]:
+    """The A-ASSOCIATE-AC (PS3.8 9.3.3) pynetdicom's ACSE sends for ``request``: encoded bytes and primitive.
+
+    ``extended`` are the SOP Class Extended Negotiation answers (PS3.7 D.3.3.5) to include.
+    """
     primitive = A_ASSOCIATE()
     primitive.application_context_name = request.application_context_name
     primitive.calling_ae_title = request.calling_ae_title
@@ -490,7 +526,7 @@ def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity)
         version = ImplementationVersionNameNotification()
         version.implementation_version_name = ae.implementation_version_name
         items.append(version)
-    primitive.user_information = items
+    primitive.user_information = items + list(extended or ())
     pdu = A_ASSOCIATE_AC()
     pdu.from_primitive(primitive)
     return pdu.encode(), primitive
@@ -522,6 +558,9 @@ class LightRegistry:
         # None (pynetdicom's). A viewer or script sends the same request every time: decoding it, negotiating and
         # encoding the answer (~0.5 ms) is done once per distinct request. Bounded; entries are never mutated.
         self._plans: OrderedDict[bytes, _Plan | None] = OrderedDict()
+        # (plain A-ASSOCIATE-AC bytes, SOP Class Extended answers) -> the A-ASSOCIATE-AC with them. Bounded.
+        self._accepts: OrderedDict[tuple[bytes, tuple[tuple[str, bytes], ...]], tuple[bytes, A_ASSOCIATE]] = (
+            OrderedDict())
         registry = self
 
         class _AEView:
@@ -532,6 +571,23 @@ class LightRegistry:
                 return registry.active()
 
         self.ae_view = _AEView()
+
+    def extended_accept(self, plain: tuple[bytes, A_ASSOCIATE], request: A_ASSOCIATE, contexts: list[Any],
+                        items: list[SOPClassExtendedNegotiation]) -> tuple[bytes, A_ASSOCIATE]:
+        """The A-ASSOCIATE-AC ``plain`` with the SOP Class Extended answers ``items``; encoded once per pair."""
+        if not items:
+            return plain
+        key = (plain[0], tuple((str(i.sop_class_uid), bytes(i.service_class_application_information or b""))
+                               for i in items))
+        with self._lock:
+            found = self._accepts.get(key)
+        if found is None:
+            found = accept_pdu(request, contexts, self._ae, items)
+            with self._lock:
+                self._accepts[key] = found
+                while len(self._accepts) > _PLANS:
+                    self._accepts.popitem(last=False)
+        return found
 
     def active(self) -> list[Any]:
         """The associations pynetdicom runs and the light ones."""

@@ -58,6 +58,42 @@ def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(
     assert sorted(plan is None for plan in light._plans.values()) == [False, True]  # the viewer's; the cart's
 
 
+def test_relational_queries_are_negotiated_and_served_light(node: RunningNode) -> None:
+    from datetime import UTC, datetime
+
+    from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+    from query.querydata import make_record
+
+    for i, hour in enumerate((9, 7)):  # stored out of time order: answers come in acquisition order
+        node.ingest.catalog.add_instance(make_record(f"1.2.826.7.{i}.1", patient_id="PREL", study=f"1.2.826.7.{i}",
+                                                     when=datetime(2026, 5, 1, hour, tzinfo=UTC)))
+    ask = SOPClassExtendedNegotiation()
+    ask.sop_class_uid = SRFIND
+    ask.service_class_application_information = b"\x01\x01\x01\x01"  # relational, date-time, fuzzy, timezone
+    ae = AE(ae_title="VIEWER")
+    ae.add_requested_context(SRFIND)
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet, ext_neg=[ask])
+    assert assoc.is_established and _light(node).count() == 1 and not node.node._server.active_associations
+    # PS3.4 C.5.1.1: the A-ASSOCIATE-AC answers each byte; fuzzy semantic person-name matching is declined.
+    assert assoc.acceptor.sop_class_extended == {SRFIND: b"\x01\x01\x00\x01"}
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.PatientID = "PREL"  # no Study or Series UID: only a relational query may ask this (C.4.1.2.2)
+    ds.SOPInstanceUID = ""
+    got = [(int(s.Status), a.SOPInstanceUID if a else None) for s, a in assoc.send_c_find(ds, SRFIND)]
+    assoc.release()
+    assert got == [(0xFF00, "1.2.826.7.1.1"), (0xFF00, "1.2.826.7.0.1"), (0x0000, None)]
+    assert _light(node).served == 1
+    # The same request without the item is hierarchical: the same identifier is refused (0xA900, PS3.4 C.4.1.1.4).
+    plain = AE(ae_title="VIEWER")
+    plain.add_requested_context(SRFIND)
+    assoc = plain.associate(node.host, node.port, ae_title=node.aet)
+    assert assoc.acceptor.sop_class_extended == {}
+    statuses = [int(s.Status) for s, _ in assoc.send_c_find(ds, SRFIND)]
+    assoc.release()
+    assert statuses == [0xA900] and _light(node).served == 2
+
+
 @pytest.mark.dcmtk
 def test_dcmtk_echoscu_and_release_are_logged_and_audited(node: RunningNode, caplog) -> None:
     caplog.set_level("INFO", logger="dicom_ecg_node.net")
