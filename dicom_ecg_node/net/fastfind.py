@@ -68,6 +68,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _value_bytes(vr: str, value: Any, end: str, codec: str) -> bytes | None:
+    """An element's value field (PS3.5 6.2, 7.1), or ``None`` for what is left to pydicom."""
+    if value is None or (isinstance(value, list | tuple | MultiValue | str) and len(value) == 0):
+        return b""
+    if vr in _NUMBER_FORMATS:
+        values = value if isinstance(value, list | tuple | MultiValue) else [value]
+        return struct.pack(f"{end}{len(values)}{_NUMBER_FORMATS[vr]}", *values)
+    if vr in _ASCII_VRS or vr in _CHARSET_VRS:
+        if vr == "PN" and not isinstance(value, str | PersonName):
+            return None  # multi-valued person names: pydicom
+        try:
+            data = _text(value).encode("ascii" if vr in _ASCII_VRS else codec)
+        except UnicodeEncodeError:
+            return None
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+        return data
+    return None  # SQ, AT, OB...
+
+
 def encode_identifier(ds: Dataset, implicit: bool, little: bool) -> bytes | None:
     """The bytes of a flat identifier, or ``None`` when it holds anything this encoder leaves to pydicom.
 
@@ -92,25 +112,19 @@ def encode_identifier(ds: Dataset, implicit: bool, little: bool) -> bytes | None
     implicit_header = struct.Struct(end + "HHI")
     out = bytearray()
     for tag in sorted(ds.keys()):
-        elem = ds[tag]
-        vr = elem.VR
-        value = elem.value
-        if value is None or (isinstance(value, list | tuple | MultiValue | str) and len(value) == 0):
-            data = b""
-        elif vr in _NUMBER_FORMATS:
-            values = value if isinstance(value, list | tuple | MultiValue) else [value]
-            data = struct.pack(f"{end}{len(values)}{_NUMBER_FORMATS[vr]}", *values)
-        elif vr in _ASCII_VRS or vr in _CHARSET_VRS:
-            if vr == "PN" and not isinstance(value, str | PersonName):
-                return None  # multi-valued person names: pydicom
-            try:
-                data = _text(value).encode("ascii" if vr in _ASCII_VRS else codec)
-            except UnicodeEncodeError:
-                return None
-            if len(data) % 2:
-                data += b"\0" if vr == "UI" else b" "
+        elem = ds.get_item(tag)
+        if elem.is_raw and (elem.VR in _ASCII_VRS or elem.VR in _CHARSET_VRS):
+            # Text as the query service encoded it (or pydicom read it): in the identifier's character set,
+            # padded (PS3.5 6.2), the same bytes in every transfer syntax.
+            vr, data = elem.VR, elem.value or b""
         else:
-            return None  # SQ, AT, OB... (and RawDataElements pydicom has not converted)
+            if elem.is_raw:
+                elem = ds[tag]  # converted by pydicom (a binary value, or an implicit VR one)
+            vr = elem.VR
+            encoded = _value_bytes(vr, elem.value, end, codec)
+            if encoded is None:
+                return None
+            data = encoded
         group, element = tag >> 16, tag & 0xFFFF
         if implicit:
             out += implicit_header.pack(group, element, len(data))

@@ -12,8 +12,15 @@ Answers
     then 0xFF01 instead of 0xFF00 (PS3.4 C.4.1.1.4). Their values are not used for matching.
 Character set
     pydicom decodes the identifier with its Specific Character Set. Answers that are plain ASCII repeat the
-    query's Specific Character Set (if any); otherwise they use the query's when it can encode every value, else
-    ``ISO_IR 192`` (UTF-8).
+    query's Specific Character Set (if any); otherwise they use the query's when it is a single character set
+    without code extensions (PS3.3 C.12.1.1.2) that can encode every value, else ``ISO_IR 192`` (UTF-8).
+Encoding
+    An answer's text values are encoded here, once, as pydicom's own reader leaves them: raw data elements
+    (PS3.5 6.2: even length, UIDs padded with NUL, other text with a space; multiple values joined by a
+    backslash) in a :class:`~pydicom.dataset.Dataset`, which converts one when it is read. The network encoder
+    (net/fastfind.py) copies the bytes; building each answer through pydicom's ``DataElement`` (value checks and
+    conversions per element) cost ~140 us an answer, most of a query with a handful of answers. Answers in a
+    single-byte character set other than Latin-1 are built through pydicom.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from typing import Any
 from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from dicom_ecg_node.catalog import Catalog
 from dicom_ecg_node.catalog.query import (
@@ -66,6 +74,12 @@ log = logging.getLogger("dicom_ecg_node.query")
 PENDING = 0xFF00
 PENDING_WARNING = 0xFF01
 UTF8 = "ISO_IR 192"
+#: Text VRs that use the Specific Character Set (PS3.5 6.1.2.3); the others are in the default repertoire.
+_CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
+_TEXT_VRS = _CHARSET_VRS | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+#: Answer character sets whose text this module encodes itself (see the module notes: Encoding).
+_RAW_CODECS = {UTF8: "utf_8", "ISO_IR 100": "latin_1"}
+_SPECIFIC_CHARACTER_SET = BaseTag(0x00080005)
 
 #: Return-only count keys → answer field.
 _COUNTS = {
@@ -133,19 +147,15 @@ class QueryService:
         self.aet = aet
         self._elements: dict[str, tuple[int, str]] = {}  # keyword -> (tag, VR), filled as answers need them
 
-    def _put(self, ds: Dataset, keyword: str, value: Any) -> None:
-        """``setattr(ds, keyword, value)`` without pydicom's per-value validation.
-
-        The catalog's values were validated on the way in; with thousands of answers the checks cost a third of
-        building them.
-        """
+    def _element(self, keyword: str) -> tuple[BaseTag, str]:
+        """(tag, VR) of a keyword, looked up once."""
         spec = self._elements.get(keyword)
         if spec is None:
             tag = tag_for_keyword(keyword)
             if tag is None:
                 raise KeyError(keyword)
-            spec = self._elements[keyword] = (tag, dictionary_VR(tag))
-        ds[spec[0]] = DataElement(spec[0], spec[1], value, validation_mode=pydicom_config.IGNORE)
+            spec = self._elements[keyword] = (BaseTag(tag), dictionary_VR(tag))
+        return spec
 
     # -- parsing -----------------------------------------------------------------------------------------------
 
@@ -376,39 +386,62 @@ class QueryService:
     def answer(self, request: FindRequest, answer: Answer) -> Dataset:
         """The response identifier of one answer (PS3.4 C.4.1.2.2.2)."""
         q, v = request.query, answer.values
-        ds = Dataset()
-        put = self._put
-        put(ds, "QueryRetrieveLevel", q.level.name)
+        values: list[tuple[str, Any]] = [("QueryRetrieveLevel", q.level.name)]
+        sequences: list[tuple[str, list[Dataset]]] = []
         for kw in q.return_keys:
             if kw in _COUNTS:
                 value = v.get(_COUNTS[kw])
-                put(ds, kw, None if value is None else int(value))
+                values.append((kw, None if value is None else int(value)))
             elif kw == "ModalitiesInStudy":
-                put(ds, kw, list(v.get("modalities", ())) or None)
+                values.append((kw, list(v.get("modalities", ())) or None))
             elif kw == "SOPClassesInStudy":
-                put(ds, kw, list(v.get("sop_classes", ())) or None)
+                values.append((kw, list(v.get("sop_classes", ())) or None))
             elif kw == "WaveformSequence":
                 # PS3.4 C.2.2.2.6: the items that matched the sequence's item keys (all when none were given).
                 seq = next((c.constraint for c in q.conditions if c.field == "waveform_groups"), None)
                 items = [g for g in v.get("waveform_groups", ())
                          if not isinstance(seq, SequenceMatch) or matches(seq.items, g)]
-                ds.WaveformSequence = [self._group_item(g, request.item_keys.get(kw, ())) for g in items]
+                sequences.append((kw, [self._group_item(g, request.item_keys.get(kw, ())) for g in items]))
             elif kw == "RetrieveAETitle":
-                put(ds, kw, self.aet)
+                values.append((kw, self.aet))
             elif kw == "InstanceAvailability":
-                put(ds, kw, "ONLINE")
+                values.append((kw, "ONLINE"))
             elif kw == "TimezoneOffsetFromUTC":
-                put(ds, kw, request.timezone_text)
+                values.append((kw, request.timezone_text))
             elif kw in KEYS:
                 fld = KEYS[kw].field
                 value = v.get(fld) if fld else None
-                put(ds, kw, None if value is None or value == "" else value)
+                values.append((kw, None if value is None or value == "" else value))
             else:
-                setattr(ds, kw, None)
+                values.append((kw, None))
+        texts = [_value_text(value) for kw, value in values
+                 if value is not None and self._element(kw)[1] in _CHARSET_VRS]
+        texts += [str(e.value) for _, items in sequences for item in items for e in item.iterall()
+                  if e.VR in _CHARSET_VRS and e.value is not None]
+        charset, codec = self._charset(texts, request.charset)
+        elements: dict[BaseTag, Any] = {}
+        if codec is not None:
+            for kw, value in values:
+                tag, vr = self._element(kw)
+                if vr in _TEXT_VRS or value is None:
+                    elements[tag] = _raw(tag, vr, value, codec if vr in _CHARSET_VRS else "ascii")
+                else:
+                    elements[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
+            if charset:
+                elements[_SPECIFIC_CHARACTER_SET] = _raw(_SPECIFIC_CHARACTER_SET, "CS", charset, "ascii")
+            ds = Dataset(elements)
+        else:  # a character set pydicom encodes (see the module notes)
+            ds = Dataset()
+            for kw, value in values:
+                tag, vr = self._element(kw)
+                ds[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
+            if charset:
+                ds.SpecificCharacterSet = charset
+        for kw, items in sequences:
+            setattr(ds, kw, items)
         for elem in request.unsupported:
             if elem.tag not in ds:
                 ds.add_new(elem.tag, elem.VR, [] if elem.VR == "SQ" else None)
-        self._charset(ds, request.charset)
         return ds
 
     @staticmethod
@@ -420,15 +453,14 @@ class QueryService:
         return item
 
     @staticmethod
-    def _charset(ds: Dataset, charset: list[str]) -> None:
-        """Specific Character Set of an answer (see the module notes)."""
-        texts = [str(e.value) for e in ds.iterall() if e.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC")
-                 and e.value is not None]
+    def _charset(texts: list[str], charset: list[str]) -> tuple[str | list[str] | None, str | None]:
+        """An answer's Specific Character Set (see the module notes) and the codec its text is encoded with here.
+
+        The codec is ``None`` when pydicom encodes the answer (a single-byte set other than Latin-1).
+        """
         if all(t.isascii() for t in texts):
-            if charset:
-                ds.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
-            return
-        if charset and len(charset) == 1:
+            return (charset if len(charset) > 1 else charset[0]) if charset else None, "ascii"
+        if charset and len(charset) == 1 and not charset[0].startswith("ISO 2022"):
             try:
                 codec = convert_encodings(charset)[0]
                 for t in texts:
@@ -436,9 +468,8 @@ class QueryService:
             except (LookupError, UnicodeEncodeError, ValueError):
                 pass
             else:
-                ds.SpecificCharacterSet = charset[0]
-                return
-        ds.SpecificCharacterSet = UTF8
+                return charset[0], _RAW_CODECS.get(charset[0])
+        return UTF8, "utf_8"
 
     # -- timeline ----------------------------------------------------------------------------------------------
 
@@ -454,6 +485,21 @@ def local_time(entry: TimelineEntry) -> datetime | None:
     offset = timedelta(minutes=entry.utc_offset_minutes or 0)
     return entry.acquisition_utc.astimezone(timezone(offset)) if entry.utc_offset_minutes is not None \
         else entry.acquisition_utc.astimezone(UTC)
+
+
+def _value_text(value: Any) -> str:
+    """The text of a value as PS3.5 6.2 writes it (numbers as digits; multiple values joined by a backslash)."""
+    if isinstance(value, list | tuple | MultiValue):
+        return "\\".join("" if v is None else str(v) for v in value)
+    return str(value)
+
+
+def _raw(tag: BaseTag, vr: str, value: Any, codec: str) -> RawDataElement:
+    """An answer's text element, encoded (PS3.5 6.2: padded to even length, with NUL for UI, else a space)."""
+    data = b"" if value is None else _value_text(value).encode(codec)
+    if len(data) % 2:
+        data += b"\0" if vr == "UI" else b" "
+    return RawDataElement(tag, vr, len(data), data, 0, False, True)
 
 
 def _model_name(model: str) -> str:

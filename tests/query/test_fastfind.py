@@ -64,8 +64,34 @@ def test_real_answers_encode_as_pydicom_does(filled: RunningNode, implicit: bool
     for answer in answers:
         mine = encode_identifier(answer, implicit, little)
         assert mine is None or mine == encode(answer, implicit, little), answer
+        # The query service encodes an answer's text itself (raw elements): the same bytes as pydicom writes
+        # for the decoded values.
+        decoded = Dataset()
+        for elem in answer:
+            decoded.add(elem)
+        assert mine == encode(decoded, implicit, little), answer
         fast += mine is not None
     assert fast == len(answers)  # every flat STUDY answer takes the fast path
+    mine = next(a for a in answers if a.PatientID == "P7")
+    assert (str(mine.PatientName), mine.StudyDescription, mine.ReferringPhysicianName, mine.SpecificCharacterSet) == (
+        "Yamada^Tarou=山田^太郎", "Ruhe-EKG ÄÖÜ", "Smith^John^^Dr", "ISO_IR 192")
+    assert mine.AccessionNumber in (None, "") and mine.NumberOfStudyRelatedInstances == 1
+
+
+def test_answers_in_other_character_sets(filled: RunningNode) -> None:  # noqa: F811
+    filled.ingest.catalog.add_instance(make_record("1.2.826.7.2", patient_id="P8", name="Yamada^Tarou=山田^太郎",
+                                                   study="1.2.826.8"))
+    filled.ingest.catalog.add_instance(make_record("1.2.826.7.3", patient_id="P9", name="Иванов^Иван",
+                                                   study="1.2.826.9"))
+    # A query in a character set with code extensions gets UTF-8 answers when they are not plain ASCII.
+    [answer] = _answers(filled, {"PatientID": "P8"}, "ISO 2022 IR 87")
+    assert answer.SpecificCharacterSet == "ISO_IR 192" and str(answer.PatientName) == "Yamada^Tarou=山田^太郎"
+    assert encode_identifier(answer, False, True) == encode(answer, False, True)
+    # Cyrillic (ISO_IR 144) can encode the name: the answer keeps it, pydicom encodes it.
+    [answer] = _answers(filled, {"PatientID": "P9"}, "ISO_IR 144")
+    assert answer.SpecificCharacterSet == "ISO_IR 144" and str(answer.PatientName) == "Иванов^Иван"
+    assert encode_identifier(answer, False, True) is None
+    assert "Иванов^Иван ".encode("iso8859_5") in encode(answer, False, True)
 
 
 _texts = st.text(st.characters(codec="utf-8", exclude_characters="\\\0", exclude_categories=("Cs", "Cc")),
