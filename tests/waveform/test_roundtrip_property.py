@@ -120,5 +120,6 @@ def test_writer_then_decoder_round_trip(case: dict) -> None:
         expected_start = when + timedelta(seconds=gt.time_offset_s)
         if case["zone_style"] == "none":
             assert group.start.replace(tzinfo=None) == expected_start.replace(tzinfo=None)
-        else:
-            assert abs((group.start - expected_start).total_seconds()) < 1e-6
+        else:  # in UTC: wall-clock arithmetic on a zone's time drops a DST fold (datetime + timedelta has fold=0)
+            expected_utc = when.astimezone(UTC) + timedelta(seconds=gt.time_offset_s)
+            assert abs((group.start.astimezone(UTC) - expected_utc).total_seconds()) < 1e-6
