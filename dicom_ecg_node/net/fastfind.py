@@ -36,6 +36,8 @@ from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import QueryRetrieveServiceClass, attempt
 
+from dicom_ecg_node.services.query import ASCII_VRS, CHARSET_VRS, encode_text, value_text
+
 if TYPE_CHECKING:
     from pynetdicom.association import Association
     from pynetdicom.presentation import PresentationContext
@@ -53,19 +55,9 @@ FIND_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.
 
 #: Explicit VR with a 4-byte length (PS3.5 7.1.2, Table 7.1-1).
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
-#: Text VRs in the Default Character Repertoire only (PS3.5 6.1.2.3).
-_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
-#: Text VRs that use the Specific Character Set (PS3.5 6.1.2.3).
-_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _NUMBER_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d"}
 #: Single-byte Specific Character Sets (PS3.3 C.12.1.1.2) and their codecs; anything else goes to pydicom.
 _CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list | tuple | MultiValue):
-        return "\\".join("" if v is None else str(v) for v in value)
-    return str(value)
 
 
 def _value_bytes(vr: str, value: Any, end: str, codec: str) -> bytes | None:
@@ -75,16 +67,13 @@ def _value_bytes(vr: str, value: Any, end: str, codec: str) -> bytes | None:
     if vr in _NUMBER_FORMATS:
         values = value if isinstance(value, list | tuple | MultiValue) else [value]
         return struct.pack(f"{end}{len(values)}{_NUMBER_FORMATS[vr]}", *values)
-    if vr in _ASCII_VRS or vr in _CHARSET_VRS:
+    if vr in ASCII_VRS or vr in CHARSET_VRS:
         if vr == "PN" and not isinstance(value, str | PersonName):
             return None  # multi-valued person names: pydicom
         try:
-            data = _text(value).encode("ascii" if vr in _ASCII_VRS else codec)
+            return encode_text(vr, value, "ascii" if vr in ASCII_VRS else codec)
         except UnicodeEncodeError:
             return None
-        if len(data) % 2:
-            data += b"\0" if vr == "UI" else b" "
-        return data
     return None  # SQ, AT, OB...
 
 
@@ -103,7 +92,7 @@ def encode_identifier(ds: Dataset, implicit: bool, little: bool) -> bytes | None
     bytes or None
     """
     charset = ds.get("SpecificCharacterSet")
-    codec = _CODECS.get("" if charset is None else _text(charset).strip())
+    codec = _CODECS.get("" if charset is None else value_text(charset).strip())
     if codec is None:
         return None
     end = "<" if little else ">"
@@ -113,7 +102,7 @@ def encode_identifier(ds: Dataset, implicit: bool, little: bool) -> bytes | None
     out = bytearray()
     for tag in sorted(ds.keys()):
         elem = ds.get_item(tag)
-        if elem.is_raw and (elem.VR in _ASCII_VRS or elem.VR in _CHARSET_VRS):
+        if elem.is_raw and (elem.VR in ASCII_VRS or elem.VR in CHARSET_VRS):
             # Text as the query service encoded it (or pydicom read it): in the identifier's character set,
             # padded (PS3.5 6.2), the same bytes in every transfer syntax.
             vr, data = elem.VR, elem.value or b""

@@ -74,9 +74,10 @@ log = logging.getLogger("dicom_ecg_node.query")
 PENDING = 0xFF00
 PENDING_WARNING = 0xFF01
 UTF8 = "ISO_IR 192"
-#: Text VRs that use the Specific Character Set (PS3.5 6.1.2.3); the others are in the default repertoire.
-_CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
-_TEXT_VRS = _CHARSET_VRS | {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+#: Text VRs in the Default Character Repertoire only, and those that use the Specific Character Set (PS3.5 6.1.2.3).
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
+CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
+_TEXT_VRS = ASCII_VRS | CHARSET_VRS
 #: Answer character sets whose text this module encodes itself (see the module notes: Encoding).
 _RAW_CODECS = {UTF8: "utf_8", "ISO_IR 100": "latin_1"}
 _SPECIFIC_CHARACTER_SET = BaseTag(0x00080005)
@@ -414,21 +415,26 @@ class QueryService:
                 values.append((kw, None if value is None or value == "" else value))
             else:
                 values.append((kw, None))
-        texts = [_value_text(value) for kw, value in values
-                 if value is not None and self._element(kw)[1] in _CHARSET_VRS]
+        # Every text value takes part (a non-ASCII code string from a careless cart then makes the answer UTF-8
+        # rather than unencodable).
+        texts = [value_text(value) for kw, value in values
+                 if value is not None and self._element(kw)[1] in _TEXT_VRS]
         texts += [str(e.value) for _, items in sequences for item in items for e in item.iterall()
-                  if e.VR in _CHARSET_VRS and e.value is not None]
+                  if e.VR in _TEXT_VRS and e.value is not None]
         charset, codec = self._charset(texts, request.charset)
         elements: dict[BaseTag, Any] = {}
         if codec is not None:
             for kw, value in values:
                 tag, vr = self._element(kw)
                 if vr in _TEXT_VRS or value is None:
-                    elements[tag] = _raw(tag, vr, value, codec if vr in _CHARSET_VRS else "ascii")
+                    data = b"" if value is None else encode_text(vr, value, codec)
+                    elements[tag] = RawDataElement(tag, vr, len(data), data, 0, False, True)
                 else:
                     elements[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
             if charset:
-                elements[_SPECIFIC_CHARACTER_SET] = _raw(_SPECIFIC_CHARACTER_SET, "CS", charset, "ascii")
+                data = encode_text("CS", charset, "ascii")
+                elements[_SPECIFIC_CHARACTER_SET] = RawDataElement(_SPECIFIC_CHARACTER_SET, "CS", len(data), data, 0,
+                                                                   False, True)
             ds = Dataset(elements)
         else:  # a character set pydicom encodes (see the module notes)
             ds = Dataset()
@@ -487,19 +493,25 @@ def local_time(entry: TimelineEntry) -> datetime | None:
         else entry.acquisition_utc.astimezone(UTC)
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
     """The text of a value as PS3.5 6.2 writes it (numbers as digits; multiple values joined by a backslash)."""
     if isinstance(value, list | tuple | MultiValue):
         return "\\".join("" if v is None else str(v) for v in value)
     return str(value)
 
 
-def _raw(tag: BaseTag, vr: str, value: Any, codec: str) -> RawDataElement:
-    """An answer's text element, encoded (PS3.5 6.2: padded to even length, with NUL for UI, else a space)."""
-    data = b"" if value is None else _value_text(value).encode(codec)
+def encode_text(vr: str, value: Any, codec: str) -> bytes:
+    """A text value field (PS3.5 6.2): encoded with ``codec``, padded to even length with NUL (UI) or a space.
+
+    Raises
+    ------
+    UnicodeEncodeError
+        ``codec`` cannot encode the value.
+    """
+    data = value_text(value).encode(codec)
     if len(data) % 2:
         data += b"\0" if vr == "UI" else b" "
-    return RawDataElement(tag, vr, len(data), data, 0, False, True)
+    return data
 
 
 def _model_name(model: str) -> str:

@@ -92,6 +92,13 @@ def test_answers_in_other_character_sets(filled: RunningNode) -> None:  # noqa: 
     assert answer.SpecificCharacterSet == "ISO_IR 144" and str(answer.PatientName) == "Иванов^Иван"
     assert encode_identifier(answer, False, True) is None
     assert "Иванов^Иван ".encode("iso8859_5") in encode(answer, False, True)
+    # A non-ASCII code string (not conformant, PS3.5 6.2, but stored) makes the answer UTF-8, not unencodable.
+    filled.ingest.catalog.add_instance(make_record("1.2.826.7.4", patient_id="P10", study="1.2.826.10",
+                                                   modality="ÉCG"))
+    [answer] = _answers(filled, {"PatientID": "P10"})
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    mine = encode_identifier(answer, True, True)
+    assert mine == encode(answer, True, True) and b"\x08\x00\x61\x00\x04\x00\x00\x00\xc3\x89CG" in mine
 
 
 _texts = st.text(st.characters(codec="utf-8", exclude_characters="\\\0", exclude_categories=("Cs", "Cc")),
