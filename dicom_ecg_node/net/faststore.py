@@ -342,7 +342,12 @@ class PDataAssembler:
         self._pass_has_data = data_follows
 
     def _fast_request(self) -> tuple[FastCStore | None, bool]:
-        """The request of the held command set if it is served here, and whether a data set follows."""
+        """The request of the held command set if it is served here, and whether a data set follows.
+
+        The DUL reads this only in Sta6 (association established, PS3.8 9.2). ``Association.is_established`` is not
+        a test here: the acceptor's own thread sets it after the A-ASSOCIATE-AC is queued, so a peer's first
+        request can arrive before it is true; the reactor serves queued requests only once it is.
+        """
         context_id = self._held[0][0]
         if any(cx != context_id for cx, _ in self._held):
             return None, True
@@ -357,7 +362,7 @@ class PDataAssembler:
         cuid, iuid = _ui(fields.get(0x0002)), _ui(fields.get(0x1000))
         message_id, priority = _us(fields.get(0x0110)), _us(fields.get(0x0700))
         if (not cuid or not iuid or message_id is None or priority is None
-                or context_id not in assoc._accepted_cx or not assoc.is_established
+                or context_id not in assoc._accepted_cx
                 or pynetdicom_config.UNRESTRICTED_STORAGE_SERVICE
                 or cuid in assoc.acceptor.accepted_common_extended
                 or uid_to_service_class(cuid) is not StorageServiceClass
