@@ -14,6 +14,12 @@ Durability
     links it to its final name without clobbering (``os.link``; ``os.replace`` only when ``overwrite=True``),
     removes the temporary name and ``fsync``\ s the directory (and every directory it had to create, in their
     parents), so that once it returns the file and its name survive a power loss.
+Staging
+    A received object's name is known only once it is parsed, and its ``fsync`` (about a millisecond) need not wait
+    for that: :meth:`Archive.stage` writes and ``fsync``\ s the bytes under a temporary name in
+    ``archive/.staging`` (on another thread while the object is validated), and :meth:`Archive.place` then links
+    them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
+    never gets a name is removed (:meth:`Archive.discard`, or at the next start like any temporary file).
 
 Errors
     ``ENOSPC``/``EDQUOT`` become :class:`~dicom_ecg_node.errors.StorageFullError`, any other ``OSError``
@@ -39,6 +45,8 @@ from dicom_ecg_node.errors import ArchiveError, StorageFullError
 
 #: Prefix of temporary files; they never end in ``.dcm`` so listings of the archive skip them.
 TEMP_PREFIX = ".tmp-"
+#: Folder of the archive holding staged files (:meth:`Archive.stage`); never a fan-out folder name (hex digits).
+STAGING = ".staging"
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _CHUNK = 1 << 20
 
@@ -122,23 +130,18 @@ class WriteResult:
     sha256: str
 
 
-def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: bool,
-                  sha256: str | None = None) -> tuple[int, str]:
-    """Write ``data`` durably to ``target`` (temp file in the same directory, fsync, link/rename, fsync dir).
+def _write_new(path: Path, chunks: Iterable[bytes], h: Any) -> int:
+    """Create ``path`` (never an existing file), write ``chunks`` (hashing into ``h`` unless ``None``), ``fsync``.
 
-    With ``sha256`` (the digest of ``data``, a ``bytes`` object the caller already hashed) nothing is hashed again.
+    Returns the size; a partial file is removed before an error propagates.
     """
-    directory = target.parent
-    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
-    h = None if sha256 is not None and isinstance(data, bytes) else hashlib.sha256()
     size = 0
-    chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
     try:
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:  # a directory outside the pre-created fan-out, or one removed since
-            ensure_dir(directory)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # a directory outside the pre-created fan-out, or one removed since
+        ensure_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
@@ -151,6 +154,25 @@ def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: boo
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return size
+
+
+def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: bool,
+                  sha256: str | None = None) -> tuple[int, str]:
+    """Write ``data`` durably to ``target`` (temp file in the same directory, fsync, link/rename, fsync dir).
+
+    With ``sha256`` (the digest of ``data``, a ``bytes`` object the caller already hashed) nothing is hashed again.
+    """
+    directory = target.parent
+    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
+    h = None if sha256 is not None and isinstance(data, bytes) else hashlib.sha256()
+    chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+    size = _write_new(tmp, chunks, h)
+    try:
         if overwrite:
             os.replace(tmp, target)
         else:
@@ -163,6 +185,22 @@ def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: boo
             os.unlink(tmp)
         raise
     return size, h.hexdigest() if h is not None else sha256  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """Bytes made durable under a temporary name by :meth:`Archive.stage`, still without their final name.
+
+    Attributes
+    ----------
+    path : Path
+        The temporary file in ``archive/.staging``.
+    size : int
+        Bytes written.
+    """
+
+    path: Path
+    size: int
 
 
 class Archive:
@@ -185,7 +223,7 @@ class Archive:
         About 0.2 s and 17 MB of directory blocks the first time; a later call only checks the last directory.
         """
         try:
-            ensure_dir(self.root)
+            ensure_dir(self.root / STAGING)
             if (self.root / "ff" / "f").is_dir():
                 return
             for a in range(256):
@@ -256,6 +294,73 @@ class Archive:
         except OSError as exc:
             raise _os_error(exc, f"writing {relative}") from exc
         return WriteResult(target, relative, size, digest)
+
+    def stage(self, data: bytes) -> Staged:
+        """Write ``data`` durably under a temporary name in ``archive/.staging``, to be named by :meth:`place`.
+
+        Parameters
+        ----------
+        data : bytes
+            Content, written exactly as given.
+
+        Returns
+        -------
+        Staged
+
+        Raises
+        ------
+        StorageFullError
+            No space (``ENOSPC``/``EDQUOT``); nothing is left behind.
+        ArchiveError
+            Any other I/O failure.
+        """
+        tmp = self.root / STAGING / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
+        try:
+            return Staged(tmp, _write_new(tmp, (data,), None))
+        except OSError as exc:
+            raise _os_error(exc, "writing a received object") from exc
+
+    def place(self, staged: Staged, relative: str, sha256: str) -> WriteResult:
+        """Give a staged file its final name, durably: link it at ``relative``, drop the staged name, ``fsync``.
+
+        Parameters
+        ----------
+        staged : Staged
+            What :meth:`stage` returned (its bytes are already ``fsync``-ed).
+        relative : str
+            Target, as returned by :meth:`placement`; an existing file there is an error, never replaced.
+        sha256 : str
+            The SHA-256 the caller computed of the staged bytes (reported, not recomputed).
+
+        Returns
+        -------
+        WriteResult
+
+        Raises
+        ------
+        StorageFullError, ArchiveError
+            The staged file is left for the caller to :meth:`discard`.
+        """
+        target = self.resolve(relative)
+        try:
+            try:
+                os.link(staged.path, target)
+            except FileNotFoundError:
+                if not staged.path.exists():
+                    raise
+                ensure_dir(target.parent)
+                os.link(staged.path, target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged.path)  # no fsync of .staging: a name that comes back after a crash is cleaned
+            fsync_dir(target.parent)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {relative}") from exc
+        return WriteResult(target, relative, staged.size, sha256)
+
+    def discard(self, staged: Staged) -> None:
+        """Remove a staged file that will not be named (gone already is fine; a failure is left to the cleanup)."""
+        with contextlib.suppress(OSError):
+            os.unlink(staged.path)
 
     def remove(self, relative: str) -> bool:
         """Delete a file durably (unlink, then ``fsync`` its directory). Returns whether it existed."""
@@ -414,10 +519,12 @@ class Quarantine:
 
 
 __all__ = [
+    "STAGING",
     "TEMP_PREFIX",
     "Archive",
     "Quarantine",
     "QuarantineEntry",
+    "Staged",
     "WriteResult",
     "ensure_dir",
     "fsync_dir",

@@ -21,7 +21,7 @@ from helpers import sample
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicom_ecg_node.archive import TEMP_PREFIX
+from dicom_ecg_node.archive import STAGING, TEMP_PREFIX
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import (
     CatalogError,
@@ -81,15 +81,44 @@ def synth(**kw: object) -> bytes:
     return ecg_to_bytes(synthesize_ecg(**kw))
 
 
-def store(svc: IngestService, data: bytes, **kw: str):
+def staged_sizes(svc: IngestService) -> list[int]:
+    """The sizes of the objects the service writes through the staging folder from now on (the real write runs)."""
+    sizes: list[int] = []
+    real = svc.archive.stage
+
+    def stage(data: bytes):
+        sizes.append(len(data))
+        return real(data)
+
+    svc.archive.stage = stage  # type: ignore[method-assign]
+    return sizes
+
+
+@pytest.fixture(params=["import", "c-store"])
+def via(request: pytest.FixtureRequest) -> str:
+    """How an object reaches the service: ``import`` (no request UIDs) or ``c-store`` (the network's path, which
+    names the SOP Instance UID and so writes the bytes on the staging thread while they are validated)."""
+    return str(request.param)
+
+
+def store(svc: IngestService, data: bytes, *, via: str = "import", **kw: str):
+    if via == "c-store" and "expected_sop_instance_uid" not in kw:
+        try:  # what a C-STORE request would have named (a dataset pydicom cannot read: no UID, like a bad request)
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            kw["expected_sop_instance_uid"] = str(ds.SOPInstanceUID)
+        except Exception:
+            pass
     return svc.store(data, sender_ae=kw.pop("ae", "CART1"), sender_address="127.0.0.1", **kw)
 
 
 @pytest.mark.parametrize("name", VALID)
-def test_valid_samples_are_stored_byte_for_byte(service: IngestService, name: str) -> None:
+def test_valid_samples_are_stored_byte_for_byte(service: IngestService, name: str, via: str) -> None:
     data = sample(name).read_bytes()
-    out = store(service, data)
+    staged = staged_sizes(service)
+    out = store(service, data, via=via)
     assert out.status == "stored"
+    assert staged == ([len(data)] if via == "c-store" else [])  # staged under its temporary name, then named
+    assert leftovers(service.config.data_dir) == []
     assert out.path.is_absolute() and out.path.read_bytes() == data
     assert out.size == len(data)
     ds = pydicom.dcmread(io.BytesIO(data))
@@ -146,11 +175,12 @@ def test_fast_reader_and_pydicom_catalog_the_same_record(service: IngestService,
 
 
 @pytest.mark.parametrize("name", DOTDOT)
-def test_dotdot_uids_are_refused_and_quarantined(service: IngestService, name: str) -> None:
+def test_dotdot_uids_are_refused_and_quarantined(service: IngestService, name: str, via: str) -> None:
     data = sample(name).read_bytes()
     with pytest.raises(DatasetError, match=r"SOPInstanceUID: .*not a valid UID: it has an empty component"):
-        store(service, data)
+        store(service, data, via=via)
     assert archived(service) == [] and service.catalog.stats().instances == 0
+    assert leftovers(service.config.data_dir) == []  # the staged bytes of a refused object are removed
     [entry] = service.quarantine.entries()
     assert entry.path.read_bytes() == data
     assert entry.reason["error"] == "DatasetError" and entry.reason["sender_ae"] == "CART1"
@@ -158,10 +188,11 @@ def test_dotdot_uids_are_refused_and_quarantined(service: IngestService, name: s
     json.loads(entry.path.with_suffix(".json").read_text())
 
 
-def test_missing_study_uid_is_refused(service: IngestService) -> None:
+def test_missing_study_uid_is_refused(service: IngestService, via: str) -> None:
     with pytest.raises(DatasetError, match="StudyInstanceUID: absent"):
-        store(service, sample("pixelmed/1074466202.fixed.dcm").read_bytes())
+        store(service, sample("pixelmed/1074466202.fixed.dcm").read_bytes(), via=via)
     assert len(service.quarantine.entries()) == 1
+    assert archived(service) == [] and leftovers(service.config.data_dir) == []
 
 
 @pytest.mark.parametrize(("uid", "why"), [
@@ -188,6 +219,9 @@ def test_identity_checks(service: IngestService) -> None:
     with pytest.raises(DatasetError, match="not a readable DICOM"):
         store(service, b"hello, not DICOM")
     assert len(service.quarantine.entries()) == 4
+    # the refused requests' bytes were staged (their UIDs were new) and removed again
+    assert archived(service) == [ok.path.relative_to(service.config.data_dir).as_posix()]
+    assert leftovers(service.config.data_dir) == []
 
 
 def test_unidentified_patient_policy(config: NodeConfig) -> None:
@@ -202,41 +236,44 @@ def test_unidentified_patient_policy(config: NodeConfig) -> None:
         assert any("generated ID" in w for w in out.warnings)
 
 
-def test_duplicate_stores_nothing_twice(service: IngestService) -> None:
+def test_duplicate_stores_nothing_twice(service: IngestService, via: str) -> None:
     data = sample("pydicom/waveform_ecg.dcm").read_bytes()
-    first = store(service, data)
-    again = store(service, data, ae="OTHER")
+    first = store(service, data, via=via)
+    staged = staged_sizes(service)
+    again = store(service, data, ae="OTHER", via=via)
     assert again.status == "duplicate" and again.path == first.path and again.sha256 == first.sha256
+    assert staged == [] and leftovers(service.config.data_dir) == []  # a re-send writes nothing, not even staged
     assert len(archived(service)) == 1 and service.catalog.stats().instances == 1
 
 
-def test_conflicting_resend_is_refused_and_original_kept(service: IngestService) -> None:
+def test_conflicting_resend_is_refused_and_original_kept(service: IngestService, via: str) -> None:
     data = renumber(sample("pydicom/waveform_ecg.dcm"))
-    first = store(service, data)
+    first = store(service, data, via=via)
     ds = pydicom.dcmread(io.BytesIO(data))
     ds.PatientComments = "changed"
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     with pytest.raises(InstanceConflictError):
-        store(service, buf.getvalue())
+        store(service, buf.getvalue(), via=via)
     assert first.path.read_bytes() == data
     assert archived(service) == [first.path.relative_to(service.config.data_dir).as_posix()]
+    assert leftovers(service.config.data_dir) == []
     [entry] = service.quarantine.entries()
     assert entry.reason["error"] == "InstanceConflictError" and entry.path.read_bytes() == buf.getvalue()
 
 
-def test_replace_policy(config: NodeConfig) -> None:
+def test_replace_policy(config: NodeConfig, via: str) -> None:
     data = renumber(sample("pydicom/waveform_ecg.dcm"))
     ds = pydicom.dcmread(io.BytesIO(data))
     ds.PatientComments = "corrected"
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     with IngestService.open(config.replace(on_conflict="replace")) as svc:
-        first = store(svc, data)
-        second = store(svc, buf.getvalue())
+        first = store(svc, data, via=via)
+        second = store(svc, buf.getvalue(), via=via)
         assert second.status == "replaced"
         assert not first.path.exists() and second.path.read_bytes() == buf.getvalue()
-        assert len(archived(svc)) == 1
+        assert len(archived(svc)) == 1 and leftovers(config.data_dir) == []
         assert svc.catalog.find_instance_file(ds.SOPInstanceUID).sha256 == second.sha256
 
 
@@ -270,7 +307,7 @@ def test_encapsulated_pdf_is_stored(service: IngestService) -> None:
     assert s.acquisition_utc == datetime(2024, 6, 1, 10, 0, tzinfo=UTC) and s.utc_offset_minutes == 120
 
 
-def test_catalog_failure_removes_the_file(service: IngestService) -> None:
+def test_catalog_failure_removes_the_file(service: IngestService, via: str) -> None:
     """A real trigger makes the instance INSERT fail after the file is durable: CatalogError, no orphan."""
     db = service.catalog.db
     with service.catalog._write():
@@ -283,14 +320,14 @@ def test_catalog_failure_removes_the_file(service: IngestService) -> None:
             db.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON instance FOR EACH ROW EXECUTE FUNCTION refuse()")
     data = sample("pydicom/waveform_ecg.dcm").read_bytes()
     with pytest.raises(CatalogError, match="injected failure"):
-        store(service, data)
+        store(service, data, via=via)
     assert archived(service) == [] and leftovers(service.config.data_dir) == []
     st = service.catalog.stats()
     assert (st.patients, st.studies, st.instances) == (0, 0, 0)  # the whole transaction rolled back
     assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
 
 
-def test_disk_full(tmp_path: Path, catalog_url: str) -> None:
+def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True,
@@ -302,13 +339,13 @@ def test_disk_full(tmp_path: Path, catalog_url: str) -> None:
         with IngestService.open(NodeConfig(data_dir=mnt / "data", db_url=catalog_url)) as svc:
             data = sample("pydicom/waveform_ecg.dcm").read_bytes()  # 291 kB > 128 kB
             with pytest.raises(StorageFullError):
-                store(svc, data)
+                store(svc, data, via=via)
             assert archived(svc) == [] and leftovers(mnt) == []
             assert svc.catalog.stats().instances == 0
             # the quarantine could not hold it either, and left nothing partial
             assert list((mnt / "data").rglob("*.dcm")) == []
             small = synth(patient_id="FITS", duration_s=1.0)
-            assert store(svc, small).status == "stored"  # the node keeps working once space allows
+            assert store(svc, small, via=via).status == "stored"  # the node keeps working once space allows
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 
@@ -316,7 +353,8 @@ def test_disk_full(tmp_path: Path, catalog_url: str) -> None:
 def test_archive_fan_out_is_created_once_and_used(service: IngestService) -> None:
     root = service.config.data_dir / "archive"
     leaves = [p for p in root.glob("*/*") if p.is_dir()]
-    assert len(leaves) == 256 * 16 and {p.name for p in root.iterdir()} == {f"{a:02x}" for a in range(256)}
+    assert len(leaves) == 256 * 16
+    assert {p.name for p in root.iterdir()} == {f"{a:02x}" for a in range(256)} | {STAGING}
     out = store(service, sample("pydicom/waveform_ecg.dcm").read_bytes())
     digest = hashlib.sha256(out.sop_instance_uid.encode()).hexdigest()
     assert out.path.parent == root / digest[:2] / digest[2]  # no directory made on the way
