@@ -209,8 +209,13 @@ class NodeAssociationServer(ThreadedAssociationServer):
         super().process_request_thread(request, client_address)
 
     def service_actions(self) -> None:
-        """Between accepts (at least every poll interval): publish this worker's load as associations end."""
-        super().service_actions()
+        """Between accepts (at least every poll interval): publish this worker's load as associations end.
+
+        pynetdicom's own ``service_actions`` (not called) runs a full ``gc.collect()`` every 60th call, i.e. every
+        60 associations under load: with the node's heap that stopped every thread for ~25 ms (the 99th percentile
+        of a C-ECHO association here, against a 1 ms median). The interpreter's generational collector reclaims
+        the reference cycles of ended associations by itself.
+        """
         if self._balancer is not None:
             self._balancer.publish(self._running())
 

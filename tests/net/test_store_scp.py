@@ -209,3 +209,26 @@ def test_encapsulated_pdf_beside_the_ecg_is_stored(node, tmp_path):
     assert store_file(node, ecg_path).Status == 0x0000
     assert store_file(node, path).Status == 0x0000
     assert node.ingest.catalog.get_instance(pdf.SOPInstanceUID).summary.sop_class_uid == ENCAPSULATED_PDF
+
+
+def test_the_accept_loop_never_forces_a_full_garbage_collection(node):
+    """pynetdicom's server runs gc.collect() every 60th pass of its accept loop (~25 ms of stopped threads here)."""
+    import gc
+
+    full: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    server = node.node._server
+    gc.callbacks.append(count)
+    try:
+        for _ in range(3 * 60 + 1):  # what 181 associations (or idle poll intervals) run between accepts
+            server.service_actions()
+    finally:
+        gc.callbacks.remove(count)
+    assert full == []
+    assoc = associate(node)  # and the node still serves
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
