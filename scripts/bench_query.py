@@ -203,6 +203,11 @@ def store_files(port: int, aec: str, files: list[Path]) -> float:
     return elapsed
 
 
+#: Patients named ``PLANTED_NAME<n>``, one ECG each, in a catalog of any size: a wildcard query whose answers do
+#: not grow with the catalog, so its 100,000 / 10,000 ratio shows the index at work (see ``queries``).
+PLANTED, PLANTED_NAME = 10, "ZYWIEC^PLANTED"
+
+
 def fill(url: str, n: int, seed: int = 1) -> None:
     rng = random.Random(seed)
     end = datetime(2026, 12, 31, tzinfo=UTC)
@@ -218,9 +223,11 @@ def fill(url: str, n: int, seed: int = 1) -> None:
             prng = random.Random(p)
             when = (end - span * rng.random()).astimezone(rng.choice(ZONES)).replace(microsecond=0)
             local = when
-            name = f"{prng.choice(SURNAMES)}^{prng.choice(GIVEN)}"
+            pid, name = f"PID{p:07d}", f"{prng.choice(SURNAMES)}^{prng.choice(GIVEN)}"
+            if i % max(1, n // PLANTED) == 0:  # the planted patients: the same number in every catalog size
+                pid, name = f"PLANT{i:07d}", f"{PLANTED_NAME}{i}"
             rec = InstanceRecord(
-                patient=PatientData(f"PID{p:07d}", "", name, f"19{prng.randrange(30, 99)}0101", prng.choice("FM")),
+                patient=PatientData(pid, "", name, f"19{prng.randrange(30, 99)}0101", prng.choice("FM")),
                 study=StudyData(f"1.2.826.0.1.{i}", local.strftime("%Y%m%d"), local.strftime("%H%M%S"),
                                 f"ACC{i:08d}", "1", "Resting ECG"),
                 series=SeriesData(f"1.2.826.0.1.{i}.1", "ECG", 1),
@@ -239,6 +246,11 @@ def fill(url: str, n: int, seed: int = 1) -> None:
                 print(f"  filled {i + 1}/{n} ({(i + 1) / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
 
 
+def _has_planted(url: str) -> bool:
+    with Catalog.open(url) as cat:
+        return cat.db.execute_sql("SELECT 1 FROM patient WHERE patient_id = 'PLANT0000000'").fetchone() is not None
+
+
 def queries(n: int) -> list[tuple[str, dict[str, str], bool, int]]:
     """(label, keys, relational?, repeats) for a catalog of ``n`` instances."""
     rng = random.Random(7)
@@ -249,6 +261,8 @@ def queries(n: int) -> list[tuple[str, dict[str, str], bool, int]]:
         ("exact PatientID, STUDY", {"QueryRetrieveLevel": "STUDY", **study_keys, "PatientID": pid}, False, 30),
         ("PatientName wildcard (COHEN^A*)", {"QueryRetrieveLevel": "STUDY", **study_keys,
                                              "PatientName": "COHEN^A*"}, False, 10),
+        ("PatientName wildcard (ZYWIEC^P*)", {"QueryRetrieveLevel": "STUDY", **study_keys,
+                                              "PatientName": "ZYWIEC^P*"}, False, 30),
         ("StudyDate range (1 week)", {"QueryRetrieveLevel": "STUDY", **study_keys,
                                       "StudyDate": "20260601-20260607"}, False, 10),
         ("ECG studies of 2026", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
@@ -438,6 +452,8 @@ def orthanc_queries(files: list[Path]) -> list[tuple[str, dict[str, str]]]:
     return [
         ("exact PatientID, STUDY", {"QueryRetrieveLevel": "STUDY", **study_keys, "PatientID": str(pick.PatientID)}),
         (f"PatientName wildcard ({name})", {"QueryRetrieveLevel": "STUDY", **study_keys, "PatientName": name}),
+        ("PatientName wildcard (ZYWIEC^P*)", {"QueryRetrieveLevel": "STUDY", **study_keys,
+                                              "PatientName": "ZYWIEC^P*"}, False, 30),
         ("StudyDate range (1 week)", {"QueryRetrieveLevel": "STUDY", **study_keys, "StudyDate": week}),
         (f"ECG studies of {year}", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
                                     "StudyDate": f"{year}0101-{year}1231", "ModalitiesInStudy": "ECG"}),
@@ -568,6 +584,8 @@ def main() -> int:
         for n in args.sizes:
             data = root / f"n{n}"
             url = f"sqlite:///{data / 'catalog.sqlite'}"
+            if (data / "catalog.sqlite").exists() and not _has_planted(url):
+                shutil.rmtree(data)  # kept by an earlier version of this script: filled again
             if not (data / "catalog.sqlite").exists():
                 data.mkdir(parents=True, exist_ok=True)
                 t = time.perf_counter()

@@ -33,6 +33,10 @@ from dicom_ecg_node.errors import CatalogError
 #: Latest schema version this code writes.
 SCHEMA_VERSION = 8
 _WRITE_ATTEMPTS = 5
+#: :meth:`Catalog.refresh_statistics`: SQLite gets planner statistics once the catalog holds this many instances,
+#: and again each time it has grown by this factor since the last ones.
+STATS_MIN_INSTANCES = 1000
+STATS_GROWTH = 2.0
 
 
 def utc_naive(value: datetime | None) -> datetime | None:
@@ -873,6 +877,53 @@ class Catalog:
                 .order_by(m.CartMeasurement.id))
         return InstanceDetail(self._summary(r), r["patient_name"], r["patient_birth_date"], r["patient_sex"],
                               groups, meas)
+
+    def refresh_statistics(self, *, min_instances: int = STATS_MIN_INSTANCES, growth: float = STATS_GROWTH,
+                           force: bool = False) -> bool:
+        """Give SQLite's query planner table statistics (``ANALYZE``) when they are missing or stale.
+
+        Without statistics SQLite orders the joins of a STUDY-level query by its rules of thumb: a Patient Name
+        wildcard query (10 answers) scanned every study, 35 ms at 100,000 instances against 1.5 ms with the
+        patient name index that statistics make it choose. Statistics describe proportions, which change slowly,
+        so they are refreshed only as the catalog grows (``ANALYZE`` took 0.09 s at 100,000 instances, holding
+        the write lock). PostgreSQL's autovacuum keeps its own statistics: nothing is done there.
+
+        Parameters
+        ----------
+        min_instances : int
+            No statistics below this many instances (the rules of thumb suit small tables).
+        growth : float
+            Refresh when the instance table has grown by this factor since the last ``ANALYZE``.
+        force : bool
+            Analyse now whatever the sizes.
+
+        Returns
+        -------
+        bool
+            Whether ``ANALYZE`` ran.
+
+        Raises
+        ------
+        CatalogError
+        """
+        if not self.sqlite:
+            return False
+        table = self.models.Instance._meta.table_name
+        try:
+            with self._connection():
+                rows = int(self.db.execute_sql(f'SELECT max(rowid) FROM "{table}"').fetchone()[0] or 0)
+                analysed = None
+                if self.db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+                    stat = self.db.execute_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1",
+                                               (table,)).fetchone()
+                    analysed = int(str(stat[0]).split()[0]) if stat else None  # rows at the last ANALYZE
+            if not force and (rows < min_instances or (analysed is not None and rows < analysed * growth)):
+                return False
+            with self._write():
+                self.db.execute_sql("ANALYZE")
+        except pw.PeeweeException as exc:
+            raise CatalogError(f"catalog statistics: {exc}") from exc
+        return True
 
     def stats(self) -> CatalogStats:
         """Counts, total bytes and per-sender totals (a fixed number of queries)."""

@@ -60,6 +60,10 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
 
     ingest = IngestService.open(config)
     try:
+        if not reuse_port:  # with workers, their parent did it before starting them
+            from dicom_ecg_node.services.derived import refresh_statistics
+
+            refresh_statistics(ingest.catalog)
         # Worker processes (reuse_port) leave the derived work to their parent (run_node).
         node = DicomNode(config, ingest, reuse_port=reuse_port, listeners=listeners, run_derived_work=not reuse_port)
         node.start()
@@ -168,8 +172,12 @@ def run_node(config: NodeConfig, stop: threading.Event) -> None:
         if workers == 1:
             serve_in_process(config, stop)
             return
-        # Create or migrate the catalog once, before workers race to do it.
+        # Create or migrate the catalog once, before workers race to do it; planner statistics too, so that the
+        # workers' connections load them.
         ingest = IngestService.open(config)
+        from dicom_ecg_node.services.derived import refresh_statistics
+
+        refresh_statistics(ingest.catalog)
         from dicom_ecg_node.services.audit import AuditLog
 
         audit = AuditLog.for_config(config)

@@ -10,10 +10,13 @@ The parent is otherwise idle and has its own interpreter; the catalog is the jou
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dicom_ecg_node.errors import CatalogError
 from dicom_ecg_node.services.clocks import ClockService, HeaderReader, is_observed, unobserved_instances
 from dicom_ecg_node.services.dispatch import StoreDispatcher
 from dicom_ecg_node.services.reconcile import ReconcileService
@@ -24,8 +27,49 @@ if TYPE_CHECKING:
     from dicom_ecg_node.config import NodeConfig
     from dicom_ecg_node.services.ingest import StoreOutcome
 
+log = logging.getLogger("dicom_ecg_node.derived")
+
 #: Seconds between the parent's looks at the catalog for instances the workers stored.
 POLL_S = 0.25
+#: Stored instances between two looks at the catalog's planner statistics (:meth:`Catalog.refresh_statistics`).
+STATISTICS_EVERY = 1000
+
+
+class StatisticsRefresher:
+    """Store listener: every :data:`STATISTICS_EVERY` instances, refresh the catalog's planner statistics if stale.
+
+    The look is two small queries; ``ANALYZE`` itself runs only when the catalog has doubled since the last one.
+    Connections already open keep the statistics they loaded until the pool recycles them (within the hour).
+
+    Parameters
+    ----------
+    catalog : Catalog
+    every : int
+    """
+
+    def __init__(self, catalog: Catalog, every: int = STATISTICS_EVERY) -> None:
+        self.catalog = catalog
+        self.every = every
+        self._seen = 0
+
+    def __call__(self, outcome: StoreOutcome) -> None:
+        """Count ``outcome``; on every ``every``-th, refresh (a failure is logged, the next look retries)."""
+        self._seen += 1
+        if self._seen % self.every == 0:
+            refresh_statistics(self.catalog)
+
+
+def refresh_statistics(catalog: Catalog) -> bool:
+    """:meth:`Catalog.refresh_statistics`, logged; a catalog error is logged and answered ``False``."""
+    start = time.perf_counter()
+    try:
+        ran = catalog.refresh_statistics()
+    except CatalogError as exc:
+        log.warning("catalog statistics not refreshed: %s", exc)
+        return False
+    if ran:
+        log.info("catalog planner statistics refreshed (ANALYZE) in %.2f s", time.perf_counter() - start)
+    return ran
 
 
 @dataclass
@@ -81,7 +125,7 @@ def derived_work(catalog: Catalog, archive: Archive, config: NodeConfig, *, poll
 
     dispatcher = StoreDispatcher(
         # Reconciliation first; the clock observation's row marks the work done (see unobserved_instances).
-        [reconcile.on_store, clocks.observe], pending=pending, is_pending=is_pending,
+        [reconcile.on_store, clocks.observe, StatisticsRefresher(catalog)], pending=pending, is_pending=is_pending,
         poll_s=POLL_S if poll else None, probe=(lambda: _catalog_version(catalog)) if poll else None,
         lock_path=Path(config.data_dir) / ".derived-work.lock")
     return DerivedWork(clocks, reconcile, dispatcher)
@@ -97,4 +141,4 @@ def _catalog_version(catalog: Catalog) -> tuple[Any, ...]:
                 m.ClockObservation.select(pw.fn.MAX(m.ClockObservation.id)).scalar())
 
 
-__all__ = ["POLL_S", "DerivedWork", "derived_work"]
+__all__ = ["POLL_S", "STATISTICS_EVERY", "DerivedWork", "StatisticsRefresher", "derived_work", "refresh_statistics"]

@@ -266,3 +266,64 @@ def test_relaxed_writes_skip_the_disk_wait_only_inside_their_transaction(catalog
         raise RuntimeError("rolled back")
     with catalog._write():
         assert _sync_setting(catalog) == durable
+
+
+def _study_find_plan(url: str, name: str) -> list[str]:
+    """SQLite's plan (EXPLAIN QUERY PLAN details) for the STUDY-level C-FIND of a Patient Name, on new connections."""
+    from pydicom.dataset import Dataset
+
+    from dicom_ecg_node.services.query import QueryService
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel, identifier.PatientName, identifier.StudyInstanceUID = "STUDY", name, ""
+    with Catalog.open(url) as fresh:
+        statements: list[tuple[str, tuple]] = []
+        run = fresh.db.execute_sql
+
+        def spy(sql: str, params: tuple = (), *args: object, **kwargs: object):
+            statements.append((sql, params))
+            return run(sql, params, *args, **kwargs)
+
+        fresh.db.execute_sql = spy  # type: ignore[method-assign]
+        answers = list(QueryService(fresh, "ECGNODE").find(identifier, "1.2.840.10008.5.1.4.1.2.2.1"))
+        fresh.db.execute_sql = run  # type: ignore[method-assign]
+        sql, params = next((q, p) for q, p in statements if "GROUP BY" in q)  # the answers' statement
+        with fresh._connection():
+            plan = [str(row[3]) for row in fresh.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+    assert len(answers) == 4  # the patient's four studies
+    return plan
+
+
+def test_planner_statistics_are_refreshed_as_the_catalog_grows(catalog: Catalog, catalog_url: str) -> None:
+    if not catalog.sqlite:
+        catalog.add_instance(record(1))
+        assert catalog.refresh_statistics(force=True) is False  # PostgreSQL's autovacuum analyses by itself
+        return
+    for n in range(1000):  # 250 patients with 4 studies each
+        catalog.add_instance(record(n, patient=f"P{n % 250:03d}", name=f"NAME{n % 250:03d}^X"))
+    assert catalog.refresh_statistics(min_instances=1001) is False  # too small yet
+
+    def read_stat() -> tuple | None:
+        with catalog._connection():
+            if not catalog.db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+                return None
+            return catalog.db.execute_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = 'instance'").fetchone()
+
+    # The node's derived work looks every STATISTICS_EVERY stored instances (services/derived.py).
+    from dicom_ecg_node.services.derived import StatisticsRefresher
+
+    refresher = StatisticsRefresher(catalog, every=100)
+    for _ in range(99):
+        refresher(None)  # type: ignore[arg-type]  # the outcome itself is not read
+    assert read_stat() is None
+    refresher(None)  # type: ignore[arg-type]
+    stat = read_stat()
+    assert stat is not None and stat[0].split()[0] == "1000"
+    assert catalog.refresh_statistics() is False  # not grown since
+    # With statistics, the Patient Name wildcard starts from the patient name index instead of scanning studies.
+    plan = _study_find_plan(catalog_url, "NAME042^*")
+    assert any("patient_patient_name_norm" in step for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
+    for n in range(1000, 2000):
+        catalog.add_instance(record(n, patient=f"P{n % 250:03d}", name=f"NAME{n % 250:03d}^X"))
+    assert catalog.refresh_statistics() is True  # doubled
