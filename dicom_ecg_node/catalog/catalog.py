@@ -37,6 +37,9 @@ _WRITE_ATTEMPTS = 5
 #: and again each time it has grown by this factor since the last ones.
 STATS_MIN_INSTANCES = 1000
 STATS_GROWTH = 2.0
+#: ``PRAGMA analysis_limit``: ``ANALYZE`` samples about this many rows of each index (SQLite 3.32+; an older SQLite
+#: ignores the pragma and reads them all).
+STATS_ANALYSIS_LIMIT = 1000
 
 
 def utc_naive(value: datetime | None) -> datetime | None:
@@ -885,8 +888,9 @@ class Catalog:
         Without statistics SQLite orders the joins of a STUDY-level query by its rules of thumb: a Patient Name
         wildcard query (10 answers) scanned every study, 35 ms at 100,000 instances against 1.5 ms with the
         patient name index that statistics make it choose. Statistics describe proportions, which change slowly,
-        so they are refreshed only as the catalog grows (``ANALYZE`` took 0.09 s at 100,000 instances, holding
-        the write lock). PostgreSQL's autovacuum keeps its own statistics: nothing is done there.
+        so they are refreshed only as the catalog grows, from a sample of each index (:data:`STATS_ANALYSIS_LIMIT`:
+        3 ms at 100,000 instances instead of 89 ms for a full ``ANALYZE``, the same plans; the row counts it records
+        are estimates). PostgreSQL's autovacuum keeps its own statistics: nothing is done there.
 
         Parameters
         ----------
@@ -916,10 +920,11 @@ class Catalog:
                 if self.db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
                     stat = self.db.execute_sql("SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1",
                                                (table,)).fetchone()
-                    analysed = int(str(stat[0]).split()[0]) if stat else None  # rows at the last ANALYZE
+                    analysed = int(str(stat[0]).split()[0]) if stat else None  # rows then (estimated)
             if not force and (rows < min_instances or (analysed is not None and rows < analysed * growth)):
                 return False
             with self._write():
+                self.db.execute_sql(f"PRAGMA analysis_limit = {int(STATS_ANALYSIS_LIMIT)}")
                 self.db.execute_sql("ANALYZE")
         except pw.PeeweeException as exc:
             raise CatalogError(f"catalog statistics: {exc}") from exc

@@ -318,7 +318,7 @@ def test_planner_statistics_are_refreshed_as_the_catalog_grows(catalog: Catalog,
     assert read_stat() is None
     refresher(None)  # type: ignore[arg-type]
     stat = read_stat()
-    assert stat is not None and stat[0].split()[0] == "1000"
+    assert stat is not None and 0 < int(stat[0].split()[0]) <= 1000  # rows then, estimated from a sample
     assert catalog.refresh_statistics() is False  # not grown since
     # With statistics, the Patient Name wildcard starts from the patient name index instead of scanning studies.
     plan = _study_find_plan(catalog_url, "NAME042^*")
