@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dicom_ecg_node.net")
 
+#: :func:`gate_reactor`'s linger (seconds): longer than the gap between two C-STORE sub-operations of a C-MOVE.
+SUB_OPERATION_LINGER_S = 0.02
+
 
 class ReactorGate:
     """Stand-in for ``Association._reactor_checkpoint`` (``set`` / ``clear`` / ``is_set`` / ``wait``).
@@ -53,9 +56,14 @@ class ReactorGate:
         The association whose reactor waits on this gate (its ``_is_paused`` flag is maintained here).
     on_clear : callable, optional
         Called after every ``clear()``: wakes a reactor that blocks between passes instead of polling.
+    linger_s : float
+        Once the gate opens, the reactor stays parked until it has been open this long without a new ``clear()``.
+        For an association on which another thread sends message after message (C-MOVE sub-operations): the next
+        send finds the reactor still parked instead of waiting for it to finish a pass and park again.
     """
 
-    def __init__(self, assoc: Any, on_clear: Callable[[], None] | None = None) -> None:
+    def __init__(self, assoc: Any, on_clear: Callable[[], None] | None = None, linger_s: float = 0.0) -> None:
+        self._linger_s = linger_s
         self._assoc = assoc
         self._cond = threading.Condition(threading.Lock())
         self._open = True
@@ -94,7 +102,12 @@ class ReactorGate:
             self._parked = True
             self._assoc._is_paused = True
             try:
-                return self._cond.wait_for(lambda: self._open, timeout)
+                opened = self._cond.wait_for(lambda: self._open, timeout)
+                while opened and self._linger_s:
+                    if not self._cond.wait_for(lambda: not self._open, self._linger_s):
+                        break  # open for linger_s without a new clear(): the reactor goes on
+                    self._cond.wait_for(lambda: self._open)  # closed again by the next send: stay parked
+                return opened
             finally:
                 self._parked = False
 
@@ -107,6 +120,6 @@ def gate_reactor(event: Event) -> None:
     """
     assoc = event.assoc
     if isinstance(getattr(assoc, "_reactor_checkpoint", None), threading.Event) and hasattr(assoc, "_is_paused"):
-        assoc._reactor_checkpoint = ReactorGate(assoc)
+        assoc._reactor_checkpoint = ReactorGate(assoc, linger_s=SUB_OPERATION_LINGER_S)
     else:
         log.debug("reactor checkpoint left as is (unexpected pynetdicom internals)")

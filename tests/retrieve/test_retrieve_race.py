@@ -61,6 +61,33 @@ def test_gate_never_reports_a_woken_reactor_as_parked():
     assert passed == [1, 1]
 
 
+def test_lingering_gate_keeps_the_reactor_parked_between_back_to_back_sends():
+    """C-MOVE sub-associations: a send right after the previous one finds the reactor still parked."""
+    assoc = SimpleNamespace(_is_paused=False, _kill=False)
+    gate = ReactorGate(assoc, linger_s=0.2)
+    gate.clear()
+    passed = []
+
+    def reactor() -> None:
+        assoc._is_paused = True
+        gate.wait()
+        passed.append(time.monotonic())
+        assoc._is_paused = False
+
+    thread = threading.Thread(target=reactor, daemon=True)
+    thread.start()
+    _until(lambda: assoc._is_paused)
+    for _ in range(3):  # send, response, next send at once: the reactor never leaves the gate in between
+        gate.set()
+        gate.clear()
+        assert assoc._is_paused is True and passed == []
+    opened = time.monotonic()
+    gate.set()  # the last send: once the gate has stayed open for linger_s, the reactor goes on
+    thread.join(5)
+    assert len(passed) == 1 and passed[0] - opened >= 0.2
+    assert ReactorGate(SimpleNamespace(_is_paused=False, _kill=False)).wait(timeout=0.01) is True  # no linger
+
+
 def test_clear_after_kill_leaves_the_association_paused():
     assoc = SimpleNamespace(_is_paused=True, _kill=True)
     ReactorGate(assoc).clear()
