@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from pynetdicom import evt
 from pynetdicom.dimse import _RSP_TO_MESSAGE
 from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_FIND
-from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RQ, A_RELEASE_RP
+from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     P_DATA,
@@ -83,6 +83,8 @@ _PLANS = 256
 #: Not more: answers queued ahead of the peer are answers a C-CANCEL cannot stop any more.
 _FLUSH_AT = 16384
 C_ECHO_RQ, C_FIND_RQ, C_CANCEL_RQ = 0x0030, 0x0020, 0x0FFF
+#: PS3.8 9.3.7: A-RELEASE-RP, type 06, length 4, four reserved bytes (pynetdicom's ``A_RELEASE_RP().encode()``).
+A_RELEASE_RP_PDU = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 #: Responses :class:`_LightDIMSE` encodes itself when they carry no data set: primitive -> Command Field (PS3.7 E.1).
 _SIMPLE_RESPONSES: dict[type, int] = {C_ECHO: 0x8030, C_FIND: 0x8020}
 
@@ -494,10 +496,8 @@ class LightAssociation:
 
     def _finish_release(self) -> None:
         """A-RELEASE-RP (PS3.8 7.2), then the association is over."""
-        self.dul.flush()
-        pdu = A_RELEASE_RP()
         with contextlib.suppress(OSError):
-            self.dul.send_raw(pdu.encode())
+            self.dul.send_raw(A_RELEASE_RP_PDU)  # flushes what is queued first
         self.is_released, self.is_established = True, False
         evt.trigger(self, evt.EVT_RELEASED, {})
         self.kill()

@@ -16,6 +16,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dicom_ecg_node.errors import ConfigError
+from dicom_ecg_node.net.connthreads import ConnectionThreads
 from dicom_ecg_node.net.contexts import supported_contexts
 from dicom_ecg_node.net.eventloop import adopt
 from dicom_ecg_node.net.handlers import bind
@@ -152,6 +153,8 @@ class NodeAssociationServer(ThreadedAssociationServer):
         if self._balancer is not None:
             self._balancer.publish(0)  # listening: the others may leave connections to this worker from now on
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
+        #: The threads connections are served on (net/connthreads.py), instead of one new thread each.
+        self.connection_threads = ConnectionThreads()
         super().__init__(*args, **kwargs)
         self.contexts = [_SharedUidContext.of(cx) for cx in self.contexts]
         from dicom_ecg_node.net.lightassoc import LightRegistry
@@ -181,6 +184,10 @@ class NodeAssociationServer(ThreadedAssociationServer):
     def _running(self) -> int:
         """Associations running or about to (accepted, thread not started yet; light ones count as starting)."""
         return len(self.active_associations) + self._starting
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on a waiting pool thread (a new one when none waits), not a new thread each."""
+        self.connection_threads.submit(self.process_request_thread, request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve the connection; once its association thread runs, it counts in ``active_associations``."""
@@ -226,6 +233,7 @@ class NodeAssociationServer(ThreadedAssociationServer):
 
     def server_close(self) -> None:
         """Close; a shared socket is only closed here, never shut down (the other workers still accept on it)."""
+        self.connection_threads.close()
         if self._listen_socket is not None:
             if self._balancer is not None:
                 self._balancer.publish(AcceptBalancer.NOT_ACCEPTING)
