@@ -25,6 +25,7 @@ from typing import Any, Literal
 import peewee as pw
 
 from dicom_ecg_node.catalog.database import SQLITE_BUSY_TIMEOUT_S, is_sqlite, open_database
+from dicom_ecg_node.catalog.lookupcache import LookupCache
 from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
 from dicom_ecg_node.catalog.prepared import Builder, Prepared, PreparedCache
 from dicom_ecg_node.catalog.writerlock import SqliteWriterLock
@@ -489,6 +490,8 @@ class Catalog:
         self._write_lock: contextlib.AbstractContextManager[Any] = self._writer_lock or contextlib.nullcontext()
         self._insert_sql: _InsertSQL | None = None
         self._prepared = PreparedCache(self.db)  # other per-store statements (catalog/prepared.py)
+        #: Registered AEs as the access policy reads them per association (catalog/lookupcache.py).
+        self.registry_cache = LookupCache()
 
     @classmethod
     def open(cls, url: str) -> Catalog:

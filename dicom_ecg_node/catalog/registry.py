@@ -285,6 +285,7 @@ class AERegistry:
             with self.catalog._write():
                 model.insert(ae_title=title, host=host, port=port, description=description.strip(),
                              created_at=created.replace(tzinfo=None), **values).execute()
+            self.catalog.registry_cache.clear()
         except CatalogError as exc:
             if isinstance(exc.__cause__, pw.IntegrityError):  # the unique index on ae_title
                 raise DuplicateAEError(f"AE title {title!r} is already registered") from exc.__cause__
@@ -324,6 +325,7 @@ class AERegistry:
         if values:
             with self.catalog._write():
                 changed = model.update(**values).where(model.ae_title == title).execute()
+            self.catalog.registry_cache.clear()
             if not changed:
                 raise UnknownAEError(f"AE title {title!r} is not registered")
         return self.get(title)
@@ -337,11 +339,18 @@ class AERegistry:
             Not registered (an invalid title is also simply unknown).
         """
         title = ae_title.strip(" ")
+        cache = self.catalog.registry_cache  # catalog/lookupcache.py: hits only, one second at most
+        entry = cache.get(title)
+        if entry is not None:
+            return entry  # type: ignore[no-any-return]
+        generation = cache.generation
         with self.catalog._connection():
             values = self.catalog.db.execute_sql(self._get_sql, (title,)).fetchone()
         if values is None:
             raise UnknownAEError(f"AE title {title!r} is not registered (ecg-node ae add)")
-        return self._entry(SimpleNamespace(**dict(zip(self._get_names, values, strict=True))))
+        entry = self._entry(SimpleNamespace(**dict(zip(self._get_names, values, strict=True))))
+        cache.put(title, entry, generation)
+        return entry
 
     def list(self) -> list[RegisteredAE]:
         """Every registered peer, by AE title."""
@@ -361,6 +370,7 @@ class AERegistry:
         model = self._model
         with self.catalog._write():
             deleted = model.delete().where(model.ae_title == title).execute()
+        self.catalog.registry_cache.clear()
         if not deleted:
             raise UnknownAEError(f"AE title {title!r} is not registered")
 
