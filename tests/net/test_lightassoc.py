@@ -232,3 +232,21 @@ def test_stop_waits_for_a_running_light_association_then_closes_it(node_factory)
     while assoc.is_established and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not assoc.is_established
+
+
+def test_release_response_bytes_are_pynetdicoms(node: RunningNode) -> None:
+    """The constant A-RELEASE-RP (PS3.8 9.3.7) is what pynetdicom encodes, and a real release receives it."""
+    from pynetdicom.pdu import A_RELEASE_RP
+
+    from dicom_ecg_node.net.lightassoc import A_RELEASE_RP_PDU
+
+    assert A_RELEASE_RP().encode() == A_RELEASE_RP_PDU
+    light = node.node._server.light
+    served = light.served
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", node.port, ae_title=node.aet)
+    assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert assoc.is_released and not assoc.is_aborted
+    assert light.served == served + 1  # served by the light path, whose release this is
