@@ -132,6 +132,44 @@ class Unsupported(Exception):
 Element = tuple[str, Any]  # (VR, raw value bytes or list of FastItem)
 
 
+class _Charset:
+    """Where an item's text encoding comes from: its own Specific Character Set, else its enclosing dataset's.
+
+    Items hold this instead of a reference to their enclosing item, so that an item tree has no reference cycle
+    and is freed as soon as it is dropped (a cycle-free tree leaves nothing to the garbage collector, which
+    otherwise ran about once per stored object). ``own`` is set once the item's elements are read.
+    """
+
+    __slots__ = ("implicit", "little", "own", "up")
+
+    def __init__(self, up: _Charset | str | MutableSequence[str], implicit: bool, little: bool) -> None:
+        self.up = up
+        self.implicit = implicit
+        self.little = little
+        self.own: Element | None = None
+
+    def encoding(self) -> str | MutableSequence[str]:
+        """The encoding pydicom's reader would use (own or inherited, PS3.5 6.1.2.5)."""
+        holder: _Charset | str | MutableSequence[str] = self
+        while isinstance(holder, _Charset):
+            if holder.own is not None:
+                raw = _raw_element(0x00080005, holder.own, holder.implicit, holder.little)
+                encoding = convert_encodings(convert_raw_data_element(raw).value)
+                if not encoding:
+                    raise Unsupported("empty Specific Character Set")
+                return encoding
+            holder = holder.up
+        return holder
+
+
+def _raw_element(tag: int, element: Element, implicit: bool, little: bool) -> RawDataElement:
+    vr, value = element
+    length = len(value)
+    if not length:  # what pydicom's reader stores for an empty value
+        value = empty_value_for_VR(None if implicit else vr, raw=True)
+    return RawDataElement(BaseTag(tag), None if implicit else vr, length, value, 0, implicit, little)
+
+
 class FastItem:
     """The kept elements of one dataset or sequence item, read by :func:`read_file`.
 
@@ -140,17 +178,17 @@ class FastItem:
     (kept or not), as ``len()`` of a pydicom dataset would say.
     """
 
-    __slots__ = ("count", "elements", "implicit", "little", "media_storage_sop_instance_uid", "parent", "source",
+    __slots__ = ("charset", "count", "elements", "implicit", "little", "media_storage_sop_instance_uid", "source",
                  "transfer_syntax_uid")
 
     def __init__(self, elements: dict[int, Element], count: int, implicit: bool, little: bool,
-                 parent: FastItem | str | MutableSequence[str]) -> None:
+                 parent: Parent) -> None:
         self.elements = elements
         self.count = count
         self.implicit = implicit
         self.little = little
-        # The enclosing item, or the character set encoding pydicom would give a top-level item.
-        self.parent = parent
+        # The enclosing item's character set source, or the encoding pydicom would give a top-level item.
+        self.charset = _Charset(parent.charset if isinstance(parent, FastItem) else parent, implicit, little)
         #: Of the root item of a file: file meta Transfer Syntax UID and Media Storage SOP Instance UID.
         self.transfer_syntax_uid: str | None = None
         self.media_storage_sop_instance_uid: str | None = None
@@ -165,25 +203,10 @@ class FastItem:
 
     def encoding(self) -> str | MutableSequence[str]:
         """Character set encoding of text values, as pydicom's reader sets it (own or inherited, PS3.5 6.1.2.5)."""
-        item: FastItem | str | MutableSequence[str] = self
-        while isinstance(item, FastItem):
-            own = item.elements.get(0x00080005)
-            if own is not None:
-                charset = convert_raw_data_element(item._raw(0x00080005, own)).value
-                encoding = convert_encodings(charset)
-                if not encoding:
-                    raise Unsupported("empty Specific Character Set")
-                return encoding
-            item = item.parent
-        return item
+        return self.charset.encoding()
 
     def _raw(self, tag: int, element: Element) -> RawDataElement:
-        vr, value = element
-        length = len(value)
-        if not length:  # what pydicom's reader stores for an empty value
-            value = empty_value_for_VR(None if self.implicit else vr, raw=True)
-        return RawDataElement(BaseTag(tag), None if self.implicit else vr, length, value, 0, self.implicit,
-                              self.little)
+        return _raw_element(tag, element, self.implicit, self.little)
 
     def convert(self, tag: int) -> Any:
         """The value pydicom would give element ``tag`` (which must be present and not a kept sequence)."""
@@ -302,6 +325,7 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
 def _finish(item: FastItem | None, count: int, pos: int) -> int:
     if item is not None:
         item.count = count
+        item.charset.own = item.elements.get(0x00080005)
     return pos
 
 
