@@ -9,7 +9,14 @@ service), :class:`Unsupported` saying when pydicom must read it instead.
 
 from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._fastread import FastItem, Unsupported
-from dicom_ecg_node.waveform.decode import attribute, attribute_text, decode, read_header_object, read_object
+from dicom_ecg_node.waveform.decode import (
+    ChannelCache,
+    attribute,
+    attribute_text,
+    decode,
+    read_header_object,
+    read_object,
+)
 from dicom_ecg_node.waveform.model import (
     Channel,
     CodedConcept,
@@ -24,6 +31,7 @@ from dicom_ecg_node.waveform.synth import synthesize_ecg
 __all__ = [
     "WAVEFORM_SOP_CLASSES",
     "Channel",
+    "ChannelCache",
     "CodedConcept",
     "FastItem",
     "Measurement",

@@ -18,7 +18,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from dicom_ecg_node.waveform._fastread import FastItem
+from dicom_ecg_node.waveform._fastread import FastItem, LazyItems
 
 _TEXT_VRS = frozenset({"ST", "LT", "UT"})  # leading spaces are significant (PS3.5 6.2)
 _INT_FORMATS = {"US": (2, False), "SS": (2, True), "UL": (4, False), "SL": (4, True), "UV": (8, False),
@@ -144,7 +144,10 @@ def sequence(ds: Dataset | FastItem, tag: int) -> list[Any]:
     """Items of a sequence element (pydicom datasets or fast items), ``[]`` when absent."""
     if type(ds) is FastItem:
         element = ds.elements.get(tag)
-        return list(element[1]) if element is not None and element[1] else []
+        if element is None or not element[1]:
+            return []
+        value = element[1]
+        return list(value.items() if type(value) is LazyItems else value)
     if tag not in ds._dict:  # type: ignore[union-attr]
         return []
     value = ds[tag].value  # type: ignore[index]

@@ -76,6 +76,10 @@ KEEP_VALUES: frozenset[int] = frozenset({
 # tag -> True for a kept sequence, False for a kept value: one lookup per element.
 _KEEP: dict[int, bool] = {**dict.fromkeys(KEEP_VALUES, False), **dict.fromkeys(KEEP_SEQUENCES, True)}
 _KEEP_NOTHING: dict[int, bool] = {}
+#: Kept sequences whose items are read on first use when the value has a defined length: the decoder's channel
+#: cache (:class:`~dicom_ecg_node.waveform.decode.ChannelCache`) usually needs only their bytes, since a cart
+#: sends the same channel definitions, byte for byte, with every ECG.
+LAZY_SEQUENCES: frozenset[int] = frozenset({0x003A0200})  # Channel Definition Sequence
 #: Past every tag: no stop.
 _NO_STOP = 0xFFFFFFFF
 
@@ -188,7 +192,7 @@ class FastItem:
         self.implicit = implicit
         self.little = little
         # The enclosing item's character set source, or the encoding pydicom would give a top-level item.
-        self.charset = _Charset(parent.charset if isinstance(parent, FastItem) else parent, implicit, little)
+        self.charset = _Charset(parent.charset if type(parent) is FastItem else parent, implicit, little)
         #: Of the root item of a file: file meta Transfer Syntax UID and Media Storage SOP Instance UID.
         self.transfer_syntax_uid: str | None = None
         self.media_storage_sop_instance_uid: str | None = None
@@ -211,7 +215,7 @@ class FastItem:
     def convert(self, tag: int) -> Any:
         """The value pydicom would give element ``tag`` (which must be present and not a kept sequence)."""
         element = self.elements[tag]
-        if isinstance(element[1], list):
+        if isinstance(element[1], list | LazyItems):
             raise Unsupported("sequence read as a value")
         if tag in OB_OW_TAGS and (self.implicit or element[0] in ("OB", "OW")):
             return element[1] or None  # OB/OW values are the file's bytes; empty is None
@@ -231,7 +235,40 @@ def _implicit_vr(tag: int) -> str:
         return "UN"
 
 
-Parent = FastItem | str | MutableSequence[str]
+Parent = FastItem | _Charset | str | MutableSequence[str]
+
+
+class LazyItems:
+    """The items of a defined-length sequence value, read from its bytes on first use by :meth:`items`.
+
+    ``raw`` is the value (the items' encoding, PS3.5 7.5.1); two sequences with equal ``raw``, ``implicit``,
+    ``little`` and character set read to equal items. Reading may raise :class:`Unsupported`, as it would have
+    while the enclosing object was read.
+    """
+
+    __slots__ = ("_items", "charset", "implicit", "little", "raw")
+
+    def __init__(self, raw: bytes, implicit: bool, little: bool, charset: _Charset) -> None:
+        self.raw = raw
+        self.implicit = implicit
+        self.little = little
+        self.charset = charset
+        self._items: list[FastItem] | None = None
+
+    @property
+    def read(self) -> bool:
+        """Whether :meth:`items` has read the items."""
+        return self._items is not None
+
+    def items(self) -> list[FastItem]:
+        """The items (read once)."""
+        if self._items is None:
+            items: list[FastItem] = []
+            size = len(self.raw)
+            if _read_sequence(self.raw, 0, size, size, self.implicit, self.little, self.charset, items) != size:
+                raise Unsupported("sequence items overrun the sequence")
+            self._items = items
+        return self._items
 
 _ITEM_END_BYTES = (b"\xff\xfe\xe0\x0d", b"\xfe\xff\x0d\xe0")  # (FFFE,E00D) big, little endian
 
@@ -307,10 +344,13 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
             if kept:
                 if vr_name != "SQ":
                     raise Unsupported(f"({group:04X},{elem:04X}) is a sequence sent as {vr_name}")
-                children = []
-                if _read_sequence(buf, pos, length, limit, implicit, little, item, children, keep) != value_end:
-                    raise Unsupported(f"({group:04X},{elem:04X}) items overrun the sequence")
-                elements[tag] = ("SQ", children)
+                if tag in LAZY_SEQUENCES and keep is _KEEP and item is not None:
+                    elements[tag] = ("SQ", LazyItems(buf[pos:value_end], implicit, little, item.charset))
+                else:
+                    children = []
+                    if _read_sequence(buf, pos, length, limit, implicit, little, item, children, keep) != value_end:
+                        raise Unsupported(f"({group:04X},{elem:04X}) items overrun the sequence")
+                    elements[tag] = ("SQ", children)
             elif vr_name == "SQ":
                 raise Unsupported(f"({group:04X},{elem:04X}) is a value sent as a sequence")
             else:

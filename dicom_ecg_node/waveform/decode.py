@@ -27,6 +27,11 @@ Time (PS3.3 C.12.1.1.8 Timezone Offset From UTC, PS3.5 6.2 DT)
     The zone is the UTC offset carried by Acquisition DateTime, else Timezone Offset From UTC (0008,0201), else
     ``default_zone`` (a tzinfo or an IANA name; ``None`` means UTC). Without Acquisition DateTime we fall back to
     Acquisition Date + Time, Content Date + Time, then Study Date + Time, with a warning.
+Channel cache
+    A cart sends the same Channel Definition Sequence, byte for byte, with every ECG. Given a
+    :class:`ChannelCache`, a group whose definitions were read as bytes (:class:`~._fastread.LazyItems`) takes its
+    channels and their warnings from an earlier object with the same bytes, character set, group position,
+    sampling frequency and bits allocated (everything :func:`_channel` reads), without reading the items again.
 Reading (speed without a second meaning)
     Bytes and paths are read by :mod:`dicom_ecg_node.waveform._fastread`, which keeps only the elements decoded
     here; a Dataset's sequences still held as raw bytes are read by it too. Whatever it does not reproduce
@@ -56,7 +61,14 @@ from dicom_ecg_node.errors import WaveformError
 from dicom_ecg_node.waveform._access import number, sequence, text
 from dicom_ecg_node.waveform._annotations import coded, first_item, parse_annotations
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset, resolve_zone
-from dicom_ecg_node.waveform._fastread import KEEP_VALUES, FastItem, Unsupported, read_file, read_sequence_value
+from dicom_ecg_node.waveform._fastread import (
+    KEEP_VALUES,
+    FastItem,
+    LazyItems,
+    Unsupported,
+    read_file,
+    read_sequence_value,
+)
 from dicom_ecg_node.waveform._g711 import ALAW_TO_LINEAR16, MULAW_TO_LINEAR16
 from dicom_ecg_node.waveform.model import Channel, MultiplexGroup, Recording, Synchronization
 from dicom_ecg_node.waveform.sopclass import iod_violations
@@ -156,6 +168,35 @@ def _is_big_endian(ds: Dataset | FastItem) -> bool:
         return not encoding[1]
     meta = getattr(ds, "file_meta", None)
     return bool(meta is not None and meta.get("TransferSyntaxUID") == ExplicitVRBigEndian)
+
+
+class ChannelCache:
+    """Decoded channels of a group by the bytes of its Channel Definition Sequence (see "Channel cache" above).
+
+    Bounded: when full it is emptied (a node hears from a bounded set of cart configurations, so it refills with
+    the ones in use). Safe to share between threads: one dictionary look-up or store per group.
+
+    Parameters
+    ----------
+    max_entries : int
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[Any, ...], tuple[tuple[Channel, ...], tuple[str, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Channel, ...], tuple[str, ...]] | None:
+        """Channels and warnings stored under ``key``, or ``None``."""
+        return self._entries.get(key)
+
+    def put(self, key: tuple[Any, ...], channels: tuple[Channel, ...], warnings: tuple[str, ...]) -> None:
+        """Store the channels read for ``key`` and the warnings reading them gave."""
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (channels, warnings)
 
 
 def _get(ds: Dataset | FastItem, keyword: str) -> Any:
@@ -281,8 +322,21 @@ def _waveform_data(item: Dataset | FastItem, tag: int) -> tuple[str, Any]:
     return elem.VR, elem.value
 
 
+def _channel_key(item: Dataset | FastItem, index: int, fs: float, bits_allocated: int) -> tuple[Any, ...] | None:
+    """The :class:`ChannelCache` key of a group whose channel definitions are still bytes, else ``None``."""
+    if type(item) is not FastItem:
+        return None
+    element = item.elements.get(_tag("ChannelDefinitionSequence"))
+    if element is None or type(element[1]) is not LazyItems:
+        return None
+    lazy: LazyItems = element[1]
+    encoding = lazy.charset.encoding()  # the labels' text depends on it (PS3.5 6.1.2.5)
+    return (lazy.raw, lazy.implicit, lazy.little, encoding if isinstance(encoding, str) else tuple(encoding),
+            index, fs, bits_allocated)
+
+
 def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start: datetime | None,
-                  warnings: list[str]) -> MultiplexGroup:
+                  warnings: list[str], cache: ChannelCache | None = None) -> MultiplexGroup:
     def fail(message: str, attribute: str) -> WaveformError:
         return WaveformError(message, attribute=attribute, group=index)
 
@@ -318,10 +372,14 @@ def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start:
     if big_endian and vr == "OB" and size > 1:
         raise fail(f"OB with {bits_allocated}-bit samples in a big endian object: byte order unknown",
                    "WaveformData")
-    definitions = sequence(item, _tag("ChannelDefinitionSequence"))
-    if not definitions:
-        raise fail("absent or empty", "ChannelDefinitionSequence")
-    n_defs = len(definitions)
+    key = _channel_key(item, index, fs, bits_allocated) if cache is not None else None
+    cached = cache.get(key) if cache is not None and key is not None else None
+    definitions: list[Any] = []
+    if cached is None:
+        definitions = sequence(item, _tag("ChannelDefinitionSequence"))
+        if not definitions:
+            raise fail("absent or empty", "ChannelDefinitionSequence")
+    n_defs = len(cached[0]) if cached is not None else len(definitions)
     n_samples_value = _opt_int(item, "NumberOfWaveformSamples", index)
     if n_samples_value is None:
         raise fail("absent", "NumberOfWaveformSamples")
@@ -350,7 +408,15 @@ def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start:
                             f"{len(data)} bytes of WaveformData fit neither",
                             attribute="ChannelDefinitionSequence", group=index)
 
-    channels = [_channel(d, i, index, fs, bits_allocated, warnings) for i, d in enumerate(definitions)]
+    if cached is not None:
+        channels = list(cached[0])
+        warnings.extend(cached[1])
+    else:
+        channel_warnings: list[str] = []
+        channels = [_channel(d, i, index, fs, bits_allocated, channel_warnings) for i, d in enumerate(definitions)]
+        warnings.extend(channel_warnings)
+        if cache is not None and key is not None:
+            cache.put(key, tuple(channels), tuple(channel_warnings))
     if big_endian and size > 2 and vr == "OW":
         warnings.append(f"Waveform Sequence item {index}: {bits_allocated}-bit samples in a big endian object "
                         "(never produced by a conformant writer); read as 16-bit words swapped per PS3.5 7.3")
@@ -581,7 +647,8 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
     return str(value).strip() or None
 
 
-def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recording:
+def decode(source: Source, *, default_zone: tzinfo | str | None = None,
+           channel_cache: ChannelCache | None = None) -> Recording:
     """Decode a DICOM waveform object faithfully.
 
     Parameters
@@ -592,6 +659,9 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
     default_zone : datetime.tzinfo or str, optional
         Zone (tzinfo or IANA name such as ``"Europe/Rome"``) for an acquisition time that carries no UTC offset
         and has no Timezone Offset From UTC. ``None`` means UTC.
+    channel_cache : ChannelCache, optional
+        Channels decoded from earlier objects with byte-identical channel definitions (bytes and
+        :func:`read_object` sources only); the Recording is the same with or without it.
 
     Returns
     -------
@@ -609,12 +679,12 @@ def decode(source: Source, *, default_zone: tzinfo | str | None = None) -> Recor
             return _decode_dataset(source, default_zone)
         if type(source) is FastItem:
             try:
-                return _decode(source, default_zone, fast_sequences=False)
+                return _decode(source, default_zone, fast_sequences=False, cache=channel_cache)
             except Unsupported:
                 return _decode_dataset(_parse(source.source, False), default_zone)  # same rules, same result
         data = _source_bytes(source)
         try:
-            return _decode(read_file(data), default_zone, fast_sequences=False)
+            return _decode(read_file(data), default_zone, fast_sequences=False, cache=channel_cache)
         except Unsupported:
             pass  # something the fast reader leaves to pydicom (see _fastread); same rules, same result
         return _decode_dataset(_parse(data, isinstance(source, str | os.PathLike)), default_zone)
@@ -648,7 +718,8 @@ def _sequence_items(ds: Dataset | FastItem, keyword: str, fast: bool) -> list[An
     return sequence(ds, tag)
 
 
-def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_sequences: bool) -> Recording:
+def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_sequences: bool,
+            cache: ChannelCache | None = None) -> Recording:
     warnings: list[str] = []
     big_endian = _is_big_endian(ds)
     if _tag("WaveformSequence") not in ds:
@@ -658,7 +729,7 @@ def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_s
         raise WaveformError("empty", attribute="WaveformSequence")
 
     start, raw_time, zone_source, time_attribute = _acquisition_time(ds, default_zone, warnings)
-    groups = [_decode_group(item, i, big_endian, start, warnings) for i, item in enumerate(items)]
+    groups = [_decode_group(item, i, big_endian, start, warnings, cache) for i, item in enumerate(items)]
 
     measurements, statements, fiducials, annotation_warnings = parse_annotations(
         _sequence_items(ds, "WaveformAnnotationSequence", fast_sequences))

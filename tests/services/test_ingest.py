@@ -135,6 +135,24 @@ def test_valid_samples_are_stored_byte_for_byte(service: IngestService, name: st
     assert service.quarantine.entries() == []
 
 
+def test_one_carts_ecgs_decode_their_channels_once_and_catalog_them_all(service: IngestService) -> None:
+    # Every ECG of a cart carries the same channel definitions: the second and later ones take them from the
+    # service's channel cache; each catalog row still holds its own groups and leads, as pydicom decodes them.
+    datas = [ecg_to_bytes(synthesize_ecg(seed=seed, include_median=True, patient_id=f"P{seed}"))
+             for seed in (11, 12, 13)]
+    for data in datas:
+        assert store(service, data, via="c-store").status == "stored"
+    assert len(service.channel_cache) == 2  # rhythm and median beat definitions, decoded once each
+    for data in datas:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        groups = service.catalog.get_instance(ds.SOPInstanceUID).groups
+        assert [(g.label, g.n_channels, g.leads) for g in groups] == [
+            (str(item.MultiplexGroupLabel), len(item.ChannelDefinitionSequence),
+             tuple(str(c.ChannelLabel) for c in item.ChannelDefinitionSequence))
+            for item in ds.WaveformSequence]
+        assert groups[0].leads[:3] == ("I", "II", "III")
+
+
 @pytest.mark.parametrize("name", [*VALID, "pydicom/waveform_ecg.dcm#explicit-be", "pydicom/waveform_ecg.dcm#implicit",
                                   "pydicom/waveform_ecg.dcm#deflated"])
 def test_fast_reader_and_pydicom_catalog_the_same_record(service: IngestService, name: str) -> None:

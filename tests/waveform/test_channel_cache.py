@@ -1,0 +1,135 @@
+"""The decoder's channel cache: channel definitions read once per distinct byte string, same Recording always.
+
+A cart sends the same Channel Definition Sequence with every ECG, so the fast reader keeps it as bytes
+(``LazyItems``) and :class:`ChannelCache` maps those bytes (with everything else the channels depend on) to the
+decoded channels. These tests pin that the cache never changes a result: against the uncached decoder and pydicom
+on every sample file and transfer syntax, across character sets, group positions and warnings.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pydicom
+import pytest
+from helpers import all_samples
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from test_decode_built import VALUES, channel, recording, ss_group, to_file_bytes
+from test_fast_reader import _pydicom_only, assert_same
+
+from dicom_ecg_node.waveform import ChannelCache, decode, read_object
+from dicom_ecg_node.waveform._fastread import LazyItems
+from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
+
+CHANNEL_DEFINITION_SEQUENCE = 0x003A0200
+
+
+def _definitions(obj, group: int = 0) -> LazyItems:
+    value = obj.elements[0x54000100][1][group].elements[CHANNEL_DEFINITION_SEQUENCE][1]
+    assert isinstance(value, LazyItems)
+    return value
+
+
+@pytest.mark.parametrize("path", all_samples(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sample_files_decode_the_same_with_a_warm_cache(path) -> None:
+    data = path.read_bytes()
+    cache = ChannelCache()
+    try:
+        cold = decode(data, channel_cache=cache)
+    except Exception as exc:  # a file the decoder refuses is refused the same way with the cache
+        with pytest.raises(type(exc)):
+            decode(data)
+        return
+    warm = decode(read_object(data) or data, channel_cache=cache)
+    plain = decode(data)
+    assert_same(cold, plain)
+    assert_same(warm, plain)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_second_ecg_of_a_cart_reads_no_channel_item(syntax: str) -> None:
+    first, second = (to_file_bytes(pydicom.dcmread(io.BytesIO(ecg_to_bytes(synthesize_ecg(seed=seed,
+                                                                                      include_median=True)))),
+                                   syntax) for seed in (1, 2))
+    cache = ChannelCache()
+    a = read_object(first)
+    rec_a = decode(a, channel_cache=cache)
+    assert _definitions(a).read  # a miss reads the items
+    assert len(cache) == len(rec_a.groups) == 2  # rhythm and median beat: two distinct definitions
+    b = read_object(second)
+    assert _definitions(b).raw == _definitions(a).raw
+    rec_b = decode(b, channel_cache=cache)
+    assert not _definitions(b).read and not _definitions(b, 1).read  # both groups came from the cache
+    assert_same(rec_b, _pydicom_only(second))
+    assert [c.label for c in rec_b.groups[0].channels][:3] == ["I", "II", "III"]
+    assert rec_b.groups[0].channels[0].units == "uV"
+    assert rec_b.groups[0].samples.shape == (5000, 12)
+
+
+def test_same_bytes_in_another_character_set_are_decoded_again() -> None:
+    """The key holds the encoding: identical label bytes read as Latin-1 in one object, Cyrillic in another."""
+    objects = []
+    for charset in ("ISO_IR 100", "ISO_IR 144"):
+        ds = recording(ss_group(VALUES, channels=[channel("A"), channel("B"), channel("C")]))
+        ds.SpecificCharacterSet = charset
+        data = bytearray(to_file_bytes(ds, ExplicitVRLittleEndian))
+        at = data.index(b"B ")  # the second label, padded to even length: make it one byte above ASCII
+        data[at] = 0xE9
+        objects.append(bytes(data))
+    cache = ChannelCache()
+    latin = decode(objects[0], channel_cache=cache)
+    cyrillic = decode(objects[1], channel_cache=cache)
+    assert latin.groups[0].channels[1].label == "é"
+    assert cyrillic.groups[0].channels[1].label == "щ"  # 0xE9 in ISO 8859-5
+    assert len(cache) == 2
+    assert_same(cyrillic, _pydicom_only(objects[1]))
+
+
+def test_channel_warnings_come_back_with_cached_channels() -> None:
+    chans = [channel("I", units="uV"), channel("II", bits_stored=20), channel("III")]
+    data = to_file_bytes(recording(ss_group(VALUES, channels=chans)), ExplicitVRLittleEndian)
+    cache = ChannelCache()
+    cold = decode(data, channel_cache=cache)
+    warm = decode(data, channel_cache=cache)
+    assert any("WaveformBitsStored 20 outside 1..16" in w for w in cold.warnings)
+    assert warm.warnings == cold.warnings == decode(data).warnings
+
+
+def test_group_position_and_rate_are_part_of_the_key() -> None:
+    """Identical definitions in two groups of one object keep their own group in their warnings."""
+    chans = [channel("I", bits_stored=20), channel("II"), channel("III")]
+    ds = recording(ss_group(VALUES, channels=chans), ss_group(VALUES, channels=chans, fs="250", label="OTHER"))
+    data = to_file_bytes(ds, ExplicitVRLittleEndian)
+    cache = ChannelCache()
+    rec = decode(data, channel_cache=cache)
+    assert len(cache) == 2
+    assert any("item 0 channel 1" in w for w in rec.warnings) and any("item 1 channel 1" in w for w in rec.warnings)
+    assert_same(decode(data, channel_cache=cache), _pydicom_only(data))
+
+
+def test_malformed_definitions_are_left_to_pydicom_and_never_cached() -> None:
+    ds = recording(ss_group(VALUES))
+    data = bytearray(to_file_bytes(ds, ExplicitVRLittleEndian))
+    # Give the first channel item a length past its sequence: the items cannot be read by the fast reader.
+    seq = data.index(struct.pack("<HH", 0x003A, 0x0200))
+    item = seq + 12
+    assert struct.unpack_from("<HH", data, item) == (0xFFFE, 0xE000)
+    struct.pack_into("<L", data, item + 4, 0x7FFF)
+    cache = ChannelCache()
+    obj = read_object(bytes(data))
+    assert obj is not None  # the items are read only when decoded
+    with pytest.raises(Exception) as fast:
+        decode(obj, channel_cache=cache)
+    with pytest.raises(type(fast.value)):
+        _pydicom_only(bytes(data))
+    assert len(cache) == 0
+
+
+def test_a_full_cache_starts_again() -> None:
+    cache = ChannelCache(max_entries=2)
+    for seed, label in enumerate(("A", "B", "C")):
+        ds = recording(ss_group(VALUES, channels=[channel(label), channel("Y"), channel("Z")]))
+        ds.SOPInstanceUID = f"1.2.3.{seed}"
+        decode(to_file_bytes(ds, ExplicitVRLittleEndian), channel_cache=cache)
+    assert len(cache) == 1  # emptied when the third distinct definition arrived, then that one kept
