@@ -71,8 +71,8 @@ from dicom_ecg_node.waveform import (
     FastItem,
     Recording,
     Unsupported,
-    attribute,
     attribute_text,
+    attribute_uid,
     decode,
     read_object,
 )
@@ -357,7 +357,7 @@ class IngestService:
                          ident: dict[str, str | None], expected_iuid: str | None,
                          expected_cuid: str | None) -> InstanceRecord:
         try:
-            raw_cuid, raw_iuid = attribute(ds, "SOPClassUID"), attribute(ds, "SOPInstanceUID")
+            raw_cuid, raw_iuid = attribute_uid(ds, "SOPClassUID"), attribute_uid(ds, "SOPInstanceUID")
         except (EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UnreadableDatasetError(f"not a readable DICOM Part 10 file: {exc}") from exc
         ident["sop_class_uid"] = None if raw_cuid is None else str(raw_cuid)
@@ -374,8 +374,8 @@ class IngestService:
                 raise DatasetError(f"SOPClassUID: dataset says {cuid} but the request said {expected_cuid}")
             if expected_iuid is not None and expected_iuid.rstrip("\0 ") != iuid:
                 raise DatasetError(f"SOPInstanceUID: dataset says {iuid} but the request said {expected_iuid}")
-            study_uid = validate_uid(attribute(ds, "StudyInstanceUID"), "StudyInstanceUID")
-            series_uid = validate_uid(attribute(ds, "SeriesInstanceUID"), "SeriesInstanceUID")
+            study_uid = validate_uid(attribute_uid(ds, "StudyInstanceUID"), "StudyInstanceUID")
+            series_uid = validate_uid(attribute_uid(ds, "SeriesInstanceUID"), "SeriesInstanceUID")
             if meta_iuid is not None and meta_iuid.rstrip("\0 ") != iuid:  # PS3.10 7.1
                 warnings.append("MediaStorageSOPInstanceUID differs from SOPInstanceUID")
             patient_id = _text(ds, "PatientID")

@@ -50,12 +50,25 @@ _CONVERT: Any = object()  # sentinel: the raw reader declines, pydicom must conv
 
 
 def _raw_text(vr: str, raw: bytes) -> Any:
-    # ASCII without escapes decodes the same in every character set (PS3.5 6.1.2.3); PN goes through pydicom.
-    if vr != "PN" and raw.isascii() and b"\x1b" not in raw:
+    # ASCII without escapes decodes the same in every character set (PS3.5 6.1.2.3).
+    if raw.isascii() and b"\x1b" not in raw:
+        if vr == "PN":
+            return person_name_text(raw)
         s = raw.decode("ascii")
         s = s.rstrip(" \x00") if vr in _TEXT_VRS else s.split("\\", 1)[0].strip(" \x00")
         return s or None
     return _CONVERT
+
+
+def person_name_text(raw: bytes) -> Any:
+    """``str()`` of the PersonName pydicom makes of a single ASCII PN value (``None`` when empty).
+
+    pydicom keeps leading spaces and drops trailing empty component groups (``"DOE^JANE="`` is ``"DOE^JANE"``);
+    a value with a component group separator, a second value or an escape is left to pydicom (``_CONVERT``).
+    """
+    if b"=" in raw or b"\\" in raw or b"\x1b" in raw or not raw.isascii():
+        return _CONVERT
+    return raw.decode("ascii").rstrip(" \x00") or None
 
 
 def _first_text(value: Any) -> str | None:

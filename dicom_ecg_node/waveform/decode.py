@@ -58,7 +58,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian
 
 from dicom_ecg_node.errors import WaveformError
-from dicom_ecg_node.waveform._access import number, sequence, text
+from dicom_ecg_node.waveform._access import _CONVERT, number, person_name_text, sequence, text
 from dicom_ecg_node.waveform._annotations import coded, first_item, parse_annotations
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset, resolve_zone
 from dicom_ecg_node.waveform._fastread import (
@@ -543,6 +543,20 @@ def _acquisition_time(ds: Dataset | FastItem, default_zone: tzinfo | str | None,
     return aware, raw, "default", attribute
 
 
+def _patient_name(ds: Dataset | FastItem) -> str | None:
+    """``str()`` of the Patient's Name value, ``None`` when absent or empty."""
+    if type(ds) is FastItem:
+        element = ds.elements.get(_tag("PatientName"))
+        if element is None:
+            return None
+        if element[0] == "PN":
+            name = person_name_text(element[1])
+            if name is not _CONVERT:
+                return name  # type: ignore[no-any-return]
+    value = _get(ds, "PatientName")
+    return str(value) if value not in (None, "") else None
+
+
 def _check_uids(ds: Dataset | FastItem, warnings: list[str]) -> None:
     for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"):
         value = _str(ds, keyword)
@@ -641,10 +655,40 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
         vr, raw = element
         if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
             return raw.decode("ascii").rstrip(" \x00").strip() or None
+        if vr == "PN":
+            name = person_name_text(raw)
+            if name is not _CONVERT:
+                return None if name is None else name.strip() or None
     value = attribute(ds, keyword)
     if value is None:
         return None
     return str(value).strip() or None
+
+
+def attribute_uid(ds: Dataset | FastItem, keyword: str) -> str | None:
+    """``str(attribute(ds, keyword))`` for a UI attribute, ``None`` when absent (``""`` when empty).
+
+    For an object from :func:`read_object`, a single ASCII value is read from its bytes: pydicom's UI conversion
+    removes trailing NULs and spaces (PS3.5 6.2) and its UID strips whitespace, so this is the same string
+    without building (and validating) a UID.
+
+    Raises
+    ------
+    Unsupported
+        As :func:`attribute`.
+    """
+    if type(ds) is FastItem:
+        tag = _tag(keyword)
+        if tag not in KEEP_VALUES:
+            raise Unsupported(f"{keyword} is not read by the fast reader")
+        element = ds.elements.get(tag)
+        if element is None:
+            return None
+        vr, raw = element
+        if vr == "UI" and raw.isascii() and b"\\" not in raw:
+            return raw.decode("ascii").rstrip("\0 ").strip()  # convert_UI, then UID() strips whitespace
+    value = attribute(ds, keyword)
+    return None if value is None else str(value)
 
 
 def decode(source: Source, *, default_zone: tzinfo | str | None = None,
@@ -739,14 +783,13 @@ def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_s
         _str(ds, "SOPClassUID"), _str(ds, "Modality"),
         [(g.n_channels, g.sampling_frequency, g.interpretation, g.n_samples) for g in groups]))
 
-    patient_name = _get(ds, "PatientName")
     return Recording(
         sop_class_uid=_str(ds, "SOPClassUID"),
         sop_instance_uid=_str(ds, "SOPInstanceUID"),
         study_instance_uid=_str(ds, "StudyInstanceUID"),
         series_instance_uid=_str(ds, "SeriesInstanceUID"),
         patient_id=_str(ds, "PatientID"),
-        patient_name=str(patient_name) if patient_name not in (None, "") else None,
+        patient_name=_patient_name(ds),
         acquisition_datetime=start,
         groups=groups,
         measurements=measurements,

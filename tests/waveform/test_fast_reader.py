@@ -364,3 +364,73 @@ def test_read_tree_has_no_reference_cycle() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+UID_KEYWORDS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
+NAMES = ["DOE^JANE", " DOE^JANE ", "DOE^JANE=", "DOE^JANE==", "==", "A^B^C^D^E", "DOE^^", "   ", "",
+         "DOE^JANE\x00", "DOE\\ROE", "Yamada^Tarou=山田^太郎", "Ünïcode^Änne"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("syntax", ["implicit", "explicit", "big"])
+def test_patient_name_read_from_bytes_equals_pydicom(name: str, syntax: str) -> None:
+    """The name's fast path (a single ASCII value without component groups) gives pydicom's PersonName string:
+    leading spaces kept by the decoder, trailing empty groups dropped, anything else left to pydicom."""
+    from dicom_ecg_node.waveform import attribute_text, read_object
+
+    ds = synthesize_ecg(transfer_syntax=syntax, seed=5)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = name
+    data = ecg_to_bytes(ds)
+    rec = assert_three_ways(data)  # Recording.patient_name by the fast reader, pydicom, and a Dataset
+    parsed = pydicom.dcmread(io.BytesIO(data))
+    expected = None if parsed.PatientName in (None, "") else str(parsed.PatientName)
+    assert rec.patient_name == expected
+    assert attribute_text(read_object(data), "PatientName") == _pydicom_text(parsed, "PatientName")
+    if name == " DOE^JANE ":
+        assert rec.patient_name == " DOE^JANE"  # as pydicom: trailing padding only
+    if name == "DOE^JANE==":
+        assert rec.patient_name == "DOE^JANE"
+
+
+@pytest.mark.parametrize("value", ["1.2.840.10008.5.1.4.1.1.9.1.1", "1.2.3\x00", "1.2.3 ", " 1.2.3", "", "1.2\\3.4",
+                                   "1.2.abc", "\t1.2.3\x00"])
+def test_attribute_uid_equals_pydicom_string(value: str) -> None:
+    from dicom_ecg_node.waveform import attribute_uid, read_object
+
+    ds = synthesize_ecg(seed=6)
+    for keyword in UID_KEYWORDS[1:]:
+        setattr(ds, keyword, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about invalid UIDs
+        data = ecg_to_bytes(ds)
+        parsed = pydicom.dcmread(io.BytesIO(data))
+        fast = read_object(data)
+        assert fast is not None
+        for keyword in UID_KEYWORDS:
+            expected = parsed.get(keyword)
+            expected = None if expected is None else str(expected)
+            assert attribute_uid(fast, keyword) == expected, keyword
+            assert attribute_uid(parsed, keyword) == expected, keyword
+    if value == " 1.2.3":
+        assert attribute_uid(fast, "StudyInstanceUID") == "1.2.3"  # pydicom's UID strips it: so does the fast path
+    del ds.SeriesInstanceUID
+    assert attribute_uid(read_object(ecg_to_bytes(ds)), "SeriesInstanceUID") is None
+
+
+@pytest.mark.parametrize("raw", [b" 1.2.3", b"\t1.2.3", b"1.2.3\x00", b"1.2\\34"])
+def test_attribute_uid_of_raw_bytes_equals_pydicom(raw: bytes) -> None:
+    """Bytes no pydicom writer produces (its UID strips on assignment) still read as pydicom reads them."""
+    from dicom_ecg_node.waveform import attribute_uid, read_object
+
+    ds = synthesize_ecg(seed=8)
+    ds.StudyInstanceUID = "1.2.34"
+    data = ecg_to_bytes(ds).replace(b"1.2.34", raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = str(pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
+    fast = read_object(data)
+    assert fast is not None
+    assert attribute_uid(fast, "StudyInstanceUID") == expected
+    if b"\\" not in raw:
+        assert expected == "1.2.3"
