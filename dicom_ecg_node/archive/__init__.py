@@ -16,8 +16,9 @@ Durability
     parents), so that once it returns the file and its name survive a power loss.
 Staging
     A received object's name is known only once it is parsed, and its ``fsync`` (about a millisecond) need not wait
-    for that: :meth:`Archive.stage` writes and ``fsync``\ s the bytes under a temporary name in
-    ``archive/.staging`` (on another thread while the object is validated), and :meth:`Archive.place` then links
+    for that: :meth:`Archive.begin_stage` writes the bytes under a temporary name in ``archive/.staging``,
+    :meth:`PendingStage.sync` ``fsync``\ s them (on another thread while the object is validated), and
+    :meth:`Archive.place` then links
     them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
     never gets a name is removed (:meth:`Archive.discard`, or at the next start like any temporary file).
 
@@ -45,7 +46,7 @@ from dicom_ecg_node.errors import ArchiveError, StorageFullError
 
 #: Prefix of temporary files; they never end in ``.dcm`` so listings of the archive skip them.
 TEMP_PREFIX = ".tmp-"
-#: Folder of the archive holding staged files (:meth:`Archive.stage`); never a fan-out folder name (hex digits).
+#: Folder of the archive holding staged files (:meth:`Archive.begin_stage`); never a fan-out folder name (hex digits).
 STAGING = ".staging"
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _CHUNK = 1 << 20
@@ -189,7 +190,7 @@ def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: boo
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """Bytes made durable under a temporary name by :meth:`Archive.stage`, still without their final name.
+    """Bytes made durable under a temporary name (:meth:`PendingStage.sync`), still without their final name.
 
     Attributes
     ----------
@@ -201,6 +202,45 @@ class Staged:
 
     path: Path
     size: int
+
+
+class PendingStage:
+    """A staged file written but not yet durable (:meth:`Archive.begin_stage`); :meth:`sync` finishes it.
+
+    Attributes
+    ----------
+    path : Path
+    size : int
+    """
+
+    __slots__ = ("_fd", "path", "size")
+
+    def __init__(self, path: Path, fd: int, size: int) -> None:
+        self.path = path
+        self.size = size
+        self._fd = fd
+
+    def sync(self) -> Staged:
+        """``fsync`` and close the file: its bytes are durable (a failure removes it).
+
+        Raises
+        ------
+        StorageFullError, ArchiveError
+        """
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            _close_and_remove(self._fd, self.path)
+            raise _os_error(exc, "writing a received object") from exc
+        os.close(self._fd)
+        return Staged(self.path, self.size)
+
+
+def _close_and_remove(fd: int, path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class Archive:
@@ -295,17 +335,15 @@ class Archive:
             raise _os_error(exc, f"writing {relative}") from exc
         return WriteResult(target, relative, size, digest)
 
-    def stage(self, data: bytes) -> Staged:
-        """Write ``data`` durably under a temporary name in ``archive/.staging``, to be named by :meth:`place`.
+    def begin_stage(self, data: bytes) -> PendingStage:
+        """Write ``data`` under a temporary name in ``archive/.staging`` without waiting for the disk.
 
-        Parameters
-        ----------
-        data : bytes
-            Content, written exactly as given.
-
-        Returns
-        -------
-        Staged
+        :meth:`PendingStage.sync` (on any thread) then makes it durable and returns the :class:`Staged` file that
+        :meth:`place` names.
+        Why two steps: the write is a copy into the page cache; the ``fsync`` is the wait, and a thread that only
+        has to call ``fsync`` needs the GIL once to start it, so it overlaps with the caller's parsing, where a
+        thread that also opened and wrote the file needed the GIL after each of those calls and mostly did not
+        overlap at all.
 
         Raises
         ------
@@ -316,9 +354,23 @@ class Archive:
         """
         tmp = self.root / STAGING / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
         try:
-            return Staged(tmp, _write_new(tmp, (data,), None))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise _os_error(exc, "writing a received object") from exc
+        try:
+            view = memoryview(data)
+            size = 0
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+                size += n
+        except OSError as exc:
+            _close_and_remove(fd, tmp)
+            raise _os_error(exc, "writing a received object") from exc
+        except BaseException:
+            _close_and_remove(fd, tmp)
+            raise
+        return PendingStage(tmp, fd, size)
 
     def place(self, staged: Staged, relative: str, sha256: str) -> WriteResult:
         """Give a staged file its final name, durably: link it at ``relative``, drop the staged name, ``fsync``.
@@ -326,7 +378,7 @@ class Archive:
         Parameters
         ----------
         staged : Staged
-            What :meth:`stage` returned (its bytes are already ``fsync``-ed).
+            What :meth:`PendingStage.sync` returned (its bytes are already ``fsync``-ed).
         relative : str
             Target, as returned by :meth:`placement`; an existing file there is an error, never replaced.
         sha256 : str
@@ -522,6 +574,7 @@ __all__ = [
     "STAGING",
     "TEMP_PREFIX",
     "Archive",
+    "PendingStage",
     "Quarantine",
     "QuarantineEntry",
     "Staged",

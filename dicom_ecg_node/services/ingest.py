@@ -12,9 +12,10 @@ Crash safety
     :meth:`IngestService.open` removes stale temporary files. A crash after the commit leaves a stored, indexed
     instance. Nothing else is possible.
 Overlap
-    For a C-STORE (the request names the SOP Instance UID) the bytes are written and ``fsync``\ ed in
-    ``archive/.staging`` on a helper thread while this thread parses and decodes them (the ``fsync`` releases the
-    GIL: about a millisecond of each store that no longer adds to its latency); once the object is valid the
+    For a C-STORE (the request names the SOP Instance UID) the bytes are written to ``archive/.staging`` and
+    ``fsync``\ ed there on a helper thread while this thread hashes, parses and decodes them (the ``fsync``
+    releases the GIL, and the helper needs the GIL only to start it: when it also wrote the file, each of its
+    calls waited for the GIL again and the overlap was mostly lost); once the object is valid the
     staged file is linked to its final name (:meth:`~dicom_ecg_node.archive.Archive.place`) before the row is
     committed, so the order above holds. Nothing is staged when the catalog already holds the UID (a re-send), and
     a refused object's staged bytes are removed.
@@ -296,7 +297,7 @@ class IngestService:
         """
         start = time.perf_counter()
         received_at = datetime.now(UTC)
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = ""
         ident: dict[str, str | None] = {"sop_class_uid": None, "sop_instance_uid": None}
         staged: Future[Staged] | None = None
         try:
@@ -305,8 +306,14 @@ class IngestService:
                 # The UID the request names: if the dataset says otherwise it is refused before anything is kept.
                 checked = True
                 existing = self.catalog.find_instance_file(expected_sop_instance_uid.rstrip("\0 "))
-                if existing is None or (existing.sha256 != sha256 and self.config.on_conflict == "replace"):
-                    staged = self._stager.submit(self.archive.stage, data)
+                if existing is None:
+                    staged = self._stage(data)
+                else:
+                    sha256 = hashlib.sha256(data).hexdigest()
+                    if existing.sha256 != sha256 and self.config.on_conflict == "replace":
+                        staged = self._stage(data)
+            # Hashing releases the GIL: the staging thread starts its fsync meanwhile (see _stage).
+            sha256 = sha256 or hashlib.sha256(data).hexdigest()
             record = self._validate(data, sender_ae, sender_address, received_at, sha256, ident,
                                     expected_sop_instance_uid, expected_sop_class_uid)
             outcome = self._store(data, record, start, staged, checked, existing)
@@ -318,6 +325,20 @@ class IngestService:
                     outcome.sop_instance_uid, sender_ae, sender_address, outcome.elapsed_ms)
         self._notify(outcome)
         return outcome
+
+    def _stage(self, data: bytes) -> Future[Staged]:
+        """Write ``data`` to the staging folder here and ``fsync`` it on a helper thread (module notes, "Overlap").
+
+        A write that fails is reported by the returned future, as a failed ``fsync`` is: a refusal for another
+        reason found meanwhile (an invalid object) is still the one reported.
+        """
+        try:
+            pending = self.archive.begin_stage(data)
+        except EcgNodeError as exc:
+            failed: Future[Staged] = Future()
+            failed.set_exception(exc)
+            return failed
+        return self._stager.submit(pending.sync)
 
     def _notify(self, outcome: StoreOutcome) -> None:
         """Run the store listeners (clock observation, reconciliation...); the object is stored whatever they do."""

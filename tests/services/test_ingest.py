@@ -84,13 +84,13 @@ def synth(**kw: object) -> bytes:
 def staged_sizes(svc: IngestService) -> list[int]:
     """The sizes of the objects the service writes through the staging folder from now on (the real write runs)."""
     sizes: list[int] = []
-    real = svc.archive.stage
+    real = svc.archive.begin_stage
 
     def stage(data: bytes):
         sizes.append(len(data))
         return real(data)
 
-    svc.archive.stage = stage  # type: ignore[method-assign]
+    svc.archive.begin_stage = stage  # type: ignore[method-assign]
     return sizes
 
 
@@ -358,6 +358,10 @@ def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
             data = sample("pydicom/waveform_ecg.dcm").read_bytes()  # 291 kB > 128 kB
             with pytest.raises(StorageFullError):
                 store(svc, data, via=via)
+            assert archived(svc) == [] and leftovers(mnt) == []
+            # An object that is refused anyway is refused for what is wrong with it, whichever came first.
+            with pytest.raises(DatasetError, match="the request said 1.2.3"):
+                store(svc, data, via=via, expected_sop_class_uid="1.2.3")
             assert archived(svc) == [] and leftovers(mnt) == []
             assert svc.catalog.stats().instances == 0
             # the quarantine could not hold it either, and left nothing partial
