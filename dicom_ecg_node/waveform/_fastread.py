@@ -457,7 +457,11 @@ def read_file(data: bytes, *, header_until: int | None = None, prefix: bool = Fa
         pos += length
     if transfer_syntax is None or transfer_syntax.VR != "UI":
         raise Unsupported("no Transfer Syntax UID")
-    uid = str(convert_raw_data_element(transfer_syntax).value)
+    ts_value = transfer_syntax.value
+    if ts_value.isascii() and b"\\" not in ts_value:  # pydicom's convert_UI, then UID's strip, without a UID
+        uid = ts_value.decode("ascii").rstrip("\0 ").strip()
+    else:
+        uid = str(convert_raw_data_element(transfer_syntax).value)
     if uid == EXPLICIT_VR_LE:
         implicit, little = False, True
     elif uid == IMPLICIT_VR_LE:

@@ -486,7 +486,7 @@ def _acquisition_time(ds: Dataset | FastItem, default_zone: tzinfo | str | None,
     zone_source: str | None = None
     raw: str | None = None
     attribute: str | None = None
-    dt_value = _get(ds, "AcquisitionDateTime")
+    dt_value = _string(ds, "AcquisitionDateTime")
     if dt_value not in (None, ""):
         raw = getattr(dt_value, "original_string", None) or str(dt_value)
         try:
@@ -541,6 +541,22 @@ def _acquisition_time(ds: Dataset | FastItem, default_zone: tzinfo | str | None,
     if note:
         warnings.append(note)
     return aware, raw, "default", attribute
+
+
+def _string(ds: Dataset | FastItem, keyword: str) -> Any:
+    """``_get(ds, keyword)`` of a DA, DT or TM attribute, read from the bytes for a single ASCII value.
+
+    With ``datetime_conversion`` off (pydicom's default) pydicom converts these as strings (``convert_string``):
+    the value with trailing spaces and NULs removed.
+    """
+    if type(ds) is FastItem and not pydicom.config.datetime_conversion:
+        element = ds.elements.get(_tag(keyword))
+        if element is None:
+            return None
+        vr, raw = element
+        if vr in ("DA", "DT", "TM") and raw.isascii() and b"\\" not in raw:
+            return raw.decode("ascii").rstrip(" \x00")
+    return _get(ds, keyword)
 
 
 def _patient_name(ds: Dataset | FastItem) -> str | None:
@@ -632,6 +648,8 @@ def attribute(ds: Dataset | FastItem, keyword: str) -> Any:
 #: VRs whose single ASCII value pydicom converts to the text with trailing spaces and NULs removed (its
 #: convert_string, convert_text and convert_UI; DA, DT and TM while datetime_conversion is off).
 _PLAIN_TEXT_VRS = frozenset({"AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"})
+#: An IS value that is a plain integer (anything else, such as "3.0" or "1e3", goes through pydicom's IS).
+_PLAIN_INTEGER = re.compile(rb" *[+-]?[0-9]+[ \x00]*")
 
 
 def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
@@ -654,6 +672,8 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
             return None
         vr, raw = element
         if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
+            return raw.decode("ascii").rstrip(" \x00").strip() or None
+        if vr == "IS" and _PLAIN_INTEGER.fullmatch(raw):  # pydicom's IS keeps the string it was read from
             return raw.decode("ascii").rstrip(" \x00").strip() or None
         if vr == "PN":
             name = person_name_text(raw)

@@ -360,7 +360,7 @@ def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
                 store(svc, data, via=via)
             assert archived(svc) == [] and leftovers(mnt) == []
             # An object that is refused anyway is refused for what is wrong with it, whichever came first.
-            with pytest.raises(DatasetError, match="the request said 1.2.3"):
+            with pytest.raises(DatasetError, match=r"the request said 1\.2\.3"):
                 store(svc, data, via=via, expected_sop_class_uid="1.2.3")
             assert archived(svc) == [] and leftovers(mnt) == []
             assert svc.catalog.stats().instances == 0

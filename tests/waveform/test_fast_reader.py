@@ -434,3 +434,41 @@ def test_attribute_uid_of_raw_bytes_equals_pydicom(raw: bytes) -> None:
     assert attribute_uid(fast, "StudyInstanceUID") == expected
     if b"\\" not in raw:
         assert expected == "1.2.3"
+
+
+@pytest.mark.parametrize("value", ["20240310013000", "20240310013000.123+0100 ", "2024031001", "20240310013000\\2024",
+                                   "  20240310013000", "2024-03-10"])
+def test_acquisition_datetime_read_from_bytes_equals_pydicom(value: str) -> None:
+    ds = synthesize_ecg(seed=9)
+    ds.AcquisitionDateTime = value
+    rec = assert_three_ways(ecg_to_bytes(ds))
+    if value == "20240310013000.123+0100 ":
+        assert rec.acquisition_datetime_raw == "20240310013000.123+0100"
+        assert rec.acquisition_datetime is not None and rec.acquisition_datetime.utcoffset().total_seconds() == 3600
+
+
+@pytest.mark.parametrize("raw", [b"3   ", b"  +3", b"007 ", b"-0  ", b"3.0 ", b"1e3 ", b"3\x00  ", b"x3  "])
+def test_integer_strings_read_from_bytes_equal_pydicom(raw: bytes) -> None:
+    """Series and Instance Number (IS) as the ingest service reads them: plain integers from the bytes, anything
+    else through pydicom's IS, whose refusal of a non-integer is kept."""
+    from dicom_ecg_node.waveform import attribute_text, read_object
+
+    ds = synthesize_ecg(seed=10)
+    ds.SeriesNumber = "1234"
+    data = ecg_to_bytes(ds).replace(b"1234", raw, 1)
+    fast = read_object(data)
+    assert fast is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pydicom.dcmread(io.BytesIO(data))
+        try:
+            expected: object = _pydicom_text(parsed, "SeriesNumber")
+        except (TypeError, ValueError) as exc:
+            expected = type(exc)
+        if isinstance(expected, type):
+            with pytest.raises(expected):
+                attribute_text(fast, "SeriesNumber")
+        else:
+            assert attribute_text(fast, "SeriesNumber") == expected
+    if raw.strip(b" \x00") in (b"3", b"+3", b"007", b"-0"):
+        assert expected == raw.decode().strip(" \x00")
