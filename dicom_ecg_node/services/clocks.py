@@ -80,6 +80,7 @@ from dicom_ecg_node.config import NodeConfig, parse_device_timezones
 from dicom_ecg_node.errors import ArchiveError, CatalogError
 from dicom_ecg_node.waveform import FastItem, Unsupported, read_header_object
 from dicom_ecg_node.waveform._datetime import localize, parse_da_tm, parse_dt, parse_offset
+from dicom_ecg_node.waveform.decode import CONVERT, element_text
 
 if TYPE_CHECKING:
     from dicom_ecg_node.catalog import Catalog
@@ -148,6 +149,23 @@ class Header:
             return self._item.convert(tag)
         except Unsupported:
             return self._fallback().get(keyword, default)
+
+    def text(self, keyword: str) -> str | None:
+        """``str(value).strip() or None`` of ``keyword``, as of :meth:`get`'s value.
+
+        Read from the bytes when pydicom would give the same string
+        (:func:`~dicom_ecg_node.waveform.decode.element_text`).
+        """
+        tag = tag_for_keyword(keyword)
+        if tag is not None and tag not in _HEADER_SKIP:
+            element = self._item.elements.get(tag)
+            if element is None:
+                return None
+            text = element_text(*element)
+            if text is not CONVERT:
+                return text  # type: ignore[no-any-return]
+        value = self.get(keyword)
+        return (str(value).strip() or None) if value is not None else None
 
     def __contains__(self, keyword: str) -> bool:
         tag = tag_for_keyword(keyword)
@@ -237,6 +255,8 @@ class HeaderReader:
 
 
 def _text(ds: Attributes, keyword: str) -> str | None:
+    if type(ds) is Header:
+        return ds.text(keyword)
     value = ds.get(keyword)
     text = "" if value is None else str(value).strip()
     return text or None

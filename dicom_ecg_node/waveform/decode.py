@@ -652,6 +652,30 @@ _PLAIN_TEXT_VRS = frozenset({"AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI
 _PLAIN_INTEGER = re.compile(rb" *[+-]?[0-9]+[ \x00]*")
 
 
+def element_text(vr: str, raw: Any) -> Any:
+    """``str(value).strip() or None`` of the value pydicom converts ``raw`` to, read from the bytes.
+
+    :data:`CONVERT` when only pydicom's conversion gives it (several values, escapes, non-ASCII, datetime
+    conversion on, a sequence...). Read here: single ASCII values of plain text VRs, plain-integer IS values
+    and PN values without component groups.
+    """
+    if type(raw) is not bytes or pydicom.config.datetime_conversion:
+        return _CONVERT
+    if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
+        return raw.decode("ascii").rstrip(" \x00").strip() or None
+    if vr == "IS" and _PLAIN_INTEGER.fullmatch(raw):  # pydicom's IS keeps the string it was read from
+        return raw.decode("ascii").rstrip(" \x00").strip() or None
+    if vr == "PN":
+        name = person_name_text(raw)
+        if name is not _CONVERT:
+            return None if name is None else name.strip() or None
+    return _CONVERT
+
+
+#: What :func:`element_text` answers when pydicom must convert the value.
+CONVERT = _CONVERT
+
+
 def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
     """``str(attribute(ds, keyword)).strip()``: the attribute as its DICOM string; ``None`` when absent or empty.
 
@@ -670,15 +694,9 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
         element = ds.elements.get(tag)
         if element is None:
             return None
-        vr, raw = element
-        if vr in _PLAIN_TEXT_VRS and raw.isascii() and b"\\" not in raw and b"\x1b" not in raw:
-            return raw.decode("ascii").rstrip(" \x00").strip() or None
-        if vr == "IS" and _PLAIN_INTEGER.fullmatch(raw):  # pydicom's IS keeps the string it was read from
-            return raw.decode("ascii").rstrip(" \x00").strip() or None
-        if vr == "PN":
-            name = person_name_text(raw)
-            if name is not _CONVERT:
-                return None if name is None else name.strip() or None
+        text = element_text(*element)
+        if text is not _CONVERT:
+            return text  # type: ignore[no-any-return]
     value = attribute(ds, keyword)
     if value is None:
         return None
