@@ -3,7 +3,8 @@
 
 Receivers: (a) this node (validating, fsyncing, indexing), (b) DCMTK storescp writing files, (c) pynetdicom's bundled
 storescp app. Each is sent the same files over 1 association and over 4 concurrent associations. Prints files/s,
-MB/s, the receiver's peak RSS and the ratios of (a) to (b) and (c).
+MB/s, the receiver's peak RSS, the CPU time per file of the receiver (all its processes) and of the senders, and the
+ratios of (a) to (b) and (c).
 
 With ``--rounds N`` every receiver is measured N times, the receivers taking turns (node, DCMTK, pynetdicom, node,
 ...), and the medians and the median of the per-round ratios are printed: on a shared machine one sequential pass
@@ -15,6 +16,7 @@ Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -51,16 +53,18 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], aet: str = "ANY-SCP") -
     raise RuntimeError("receiver did not come up")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the node's worker processes)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return pids
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of ``pid`` and of its children (worker processes), the largest, in MB."""
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
     peak = 0.0
-    for p in pids:
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -68,6 +72,26 @@ def peak_rss_mb(pid: int) -> float:
         except OSError:
             pass
     return peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its live children (worker processes)."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def sender_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's waited-for children (the storescu senders)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_storescu(port: int, aet: str, files: list[Path], streams: int) -> float:
@@ -170,15 +194,21 @@ def main() -> int:
                 workers = args.workers if streams > 1 else 1
                 proc, aet = receiver(kind, port, out, workers if kind == "ecg-node" else 1)
                 try:
+                    cpu0, sender0 = cpu_seconds(proc.pid), sender_cpu_seconds()
                     elapsed = run_storescu(port, aet, files, streams)
                     rss = peak_rss_mb(proc.pid)
+                    # The receiver's CPU while the files arrived (derived work still running after is not in it)
+                    # and the senders': on 2 cores their sum per file bounds what 4 associations can reach.
+                    cpu_ms = (cpu_seconds(proc.pid) - cpu0) / len(files) * 1000
+                    sender_ms = (sender_cpu_seconds() - sender0) / len(files) * 1000
                 finally:
                     stop(proc)
                 rate = len(files) / elapsed
                 rates[kind].append(rate)
                 label = f" (round {turn + 1})" if args.rounds > 1 else ""
                 print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
-                      f"peak RSS {rss:6.1f} MB{label}")
+                      f"peak RSS {rss:6.1f} MB  CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms"
+                      f"{label}")
         if args.rounds > 1:
             for kind, values in rates.items():
                 print(f"  {streams} assoc  {kind:22s} median {statistics.median(values):8.1f} files/s "
