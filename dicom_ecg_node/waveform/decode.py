@@ -688,10 +688,7 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
         As :func:`attribute`.
     """
     if type(ds) is FastItem and not pydicom.config.datetime_conversion:
-        tag = _tag(keyword)
-        if tag not in KEEP_VALUES:
-            raise Unsupported(f"{keyword} is not read by the fast reader")
-        element = ds.elements.get(tag)
+        element = _kept_element(ds, keyword)
         if element is None:
             return None
         text = element_text(*element)
@@ -701,6 +698,20 @@ def attribute_text(ds: Dataset | FastItem, keyword: str) -> str | None:
     if value is None:
         return None
     return str(value).strip() or None
+
+
+def _kept_element(ds: FastItem, keyword: str) -> Any:
+    """``(VR, raw value)`` of ``keyword`` in a fast reader's object, ``None`` when absent.
+
+    Raises
+    ------
+    Unsupported
+        The fast reader does not keep ``keyword``.
+    """
+    tag = _tag(keyword)
+    if tag not in KEEP_VALUES:
+        raise Unsupported(f"{keyword} is not read by the fast reader")
+    return ds.elements.get(tag)
 
 
 def attribute_uid(ds: Dataset | FastItem, keyword: str) -> str | None:
@@ -716,10 +727,7 @@ def attribute_uid(ds: Dataset | FastItem, keyword: str) -> str | None:
         As :func:`attribute`.
     """
     if type(ds) is FastItem:
-        tag = _tag(keyword)
-        if tag not in KEEP_VALUES:
-            raise Unsupported(f"{keyword} is not read by the fast reader")
-        element = ds.elements.get(tag)
+        element = _kept_element(ds, keyword)
         if element is None:
             return None
         vr, raw = element
