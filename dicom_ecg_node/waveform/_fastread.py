@@ -4,7 +4,10 @@ pydicom builds a :class:`~pydicom.dataset.Dataset` for every sequence item and a
 for a 12-lead ECG (two multiplex groups of 12 Channel Definition items with nested code sequences, dozens of
 annotation items) that costs several times more than decoding the samples. This reader walks the bytes with
 ``struct.unpack_from``, keeps only the elements listed in :data:`KEEP` (raw value bytes, VR) and the items of
-the sequences the decoder reads, and jumps over everything else by its length without creating objects.
+the sequences the decoder reads, and jumps over everything else by its length without creating objects. A
+defined-length Channel Definition Sequence is kept as its bytes (:class:`LazyItems`) and read on first use: the
+decoder's channel cache usually needs only the bytes. Items refer to their enclosing item's character set, not
+to the item itself, so a read object has no reference cycle.
 
 It handles the encodings of PS3.5 7.1 (explicit VR: 2- or 4-byte length by VR, PS3.5 7.1.2; implicit VR:
 4-byte length, VR from the data dictionary, PS3.5 7.1.3), item and delimiter encoding (PS3.5 7.5: defined and
@@ -133,7 +136,7 @@ class Unsupported(Exception):
     """The fast reader met something it does not reproduce exactly; the caller decodes with pydicom instead."""
 
 
-Element = tuple[str, Any]  # (VR, raw value bytes or list of FastItem)
+Element = tuple[str, Any]  # (VR, raw value bytes, list of FastItem, or LazyItems for LAZY_SEQUENCES)
 
 
 class _Charset:

@@ -423,9 +423,12 @@ def test_attribute_uid_of_raw_bytes_equals_pydicom(raw: bytes) -> None:
     """Bytes no pydicom writer produces (its UID strips on assignment) still read as pydicom reads them."""
     from dicom_ecg_node.waveform import attribute_uid, read_object
 
-    ds = synthesize_ecg(seed=8)
+    ds = synthesize_ecg(seed=8, transfer_syntax="explicit")
     ds.StudyInstanceUID = "1.2.34"
-    data = ecg_to_bytes(ds).replace(b"1.2.34", raw)
+    element = struct.pack("<HH2sH", 0x0020, 0x000D, b"UI", 6)  # Study Instance UID's header, Explicit VR LE
+    data = ecg_to_bytes(ds)
+    assert data.count(element + b"1.2.34") == 1
+    data = data.replace(element + b"1.2.34", element + raw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = str(pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
@@ -453,9 +456,12 @@ def test_integer_strings_read_from_bytes_equal_pydicom(raw: bytes) -> None:
     else through pydicom's IS, whose refusal of a non-integer is kept."""
     from dicom_ecg_node.waveform import attribute_text, read_object
 
-    ds = synthesize_ecg(seed=10)
+    ds = synthesize_ecg(seed=10, transfer_syntax="explicit")
     ds.SeriesNumber = "1234"
-    data = ecg_to_bytes(ds).replace(b"1234", raw, 1)
+    element = struct.pack("<HH2sH", 0x0020, 0x0011, b"IS", 4)  # Series Number's header, Explicit VR Little Endian
+    data = ecg_to_bytes(ds)
+    assert data.count(element + b"1234") == 1  # the value replaced below, not digits inside a random UID
+    data = data.replace(element + b"1234", element + raw)
     fast = read_object(data)
     assert fast is not None
     with warnings.catch_warnings():
