@@ -7,7 +7,7 @@ import struct
 import time
 
 import pytest
-from helpers import RunningNode, run_dcmtk
+from helpers import RunningNode, request_association, run_dcmtk
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.pdu import A_ASSOCIATE_RQ
@@ -25,7 +25,7 @@ def _associate(node: RunningNode, *contexts: str, ae_title: str = "VIEWER"):
     ae = AE(ae_title=ae_title)
     for uid in contexts:
         ae.add_requested_context(uid)
-    return ae.associate(node.host, node.port, ae_title=node.aet)
+    return request_association(ae, node.host, node.port, ae_title=node.aet)
 
 
 def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(node: RunningNode) -> None:

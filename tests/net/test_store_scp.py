@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from helpers import renumbered_copy, sample
+from helpers import renumbered_copy, request_association, sample
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -27,8 +27,7 @@ TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
 def associate(node, *contexts, calling="CART1", called=None):
     ae = AE(ae_title=calling)
     ae.requested_contexts = list(contexts) or [build_context(Verification)]
-    assoc = ae.associate(node.host, node.port, ae_title=called or node.aet)
-    return assoc
+    return request_association(ae, node.host, node.port, ae_title=called or node.aet)
 
 
 def store_file(node, path: Path, calling="CART1"):

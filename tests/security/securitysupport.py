@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helpers import request_association
+
 VERIFICATION = "1.2.840.10008.1.1"
 
 
@@ -54,24 +56,9 @@ def associate(node: Any, calling: str, *, contexts: list[str] | None = None, cal
         item.primary_field = user[0].encode()
         item.secondary_field = user[1].encode()
         ext.append(item)
-    # pynetdicom's requestor races a fast rejection: when its reactor has read the A-ASSOCIATE-RJ and closed the
-    # connection (AE-4) before the requesting thread checks that the connection is up, it reports an abort (seen
-    # about once in 150 immediate rejections under load). The PDUs received tell the two apart: only when the
-    # node's A-ASSOCIATE-RJ did arrive is the request made again.
-    from pynetdicom import evt
-    from pynetdicom.pdu import A_ASSOCIATE_RJ
-
-    for _attempt in range(3):
-        received: list[Any] = []
-        assoc = ae.associate(node.host, port or node.port, ae_title=called or node.aet, ext_neg=ext or None,
-                             tls_args=tls, evt_handlers=[(evt.EVT_PDU_RECV, _record_pdu, [received])])
-        if not (assoc.is_aborted and any(isinstance(pdu, A_ASSOCIATE_RJ) for pdu in received)):
-            return assoc
-    return assoc
-
-
-def _record_pdu(event: Any, received: list[Any]) -> None:
-    received.append(event.pdu)
+    # Through request_association: an immediate rejection is reported as one (see there).
+    return request_association(ae, node.host, port or node.port, ae_title=called or node.aet,
+                               ext_neg=ext or None, tls_args=tls)
 
 
 
