@@ -21,6 +21,9 @@ Staging
     :meth:`Archive.place` then links
     them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
     never gets a name is removed (:meth:`Archive.discard`, or at the next start like any temporary file).
+    Creating the staged file (a new inode and directory entry) is done ahead of the store that fills it
+    (:meth:`Archive.prepare_stage`, on the helper thread after an ``fsync``): measured here after a large delete on
+    the same file system, ``open(O_CREAT)`` took 0.7-0.9 ms (0.1 ms usually), while the sender waited.
 
 Errors
     ``ENOSPC``/``EDQUOT`` become :class:`~dicom_ecg_node.errors.StorageFullError`, any other ``OSError``
@@ -35,7 +38,9 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +53,11 @@ from dicom_ecg_node.errors import ArchiveError, StorageFullError
 TEMP_PREFIX = ".tmp-"
 #: Folder of the archive holding staged files (:meth:`Archive.begin_stage`); never a fan-out folder name (hex digits).
 STAGING = ".staging"
+#: Staged files created ahead of the stores that fill them (:meth:`Archive.prepare_stage`).
+SPARE_STAGES = 2
+#: A spare staged file older than this is replaced rather than used: far below the age (``clean_temp``'s
+#: ``min_age_s``, 300 s) at which a starting sibling worker removes temporary files it did not write.
+SPARE_MAX_AGE_S = 60.0
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _CHUNK = 1 << 20
 
@@ -256,6 +266,9 @@ class Archive:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "archive"
+        #: Open staged files not yet written: ``(path, fd, time.monotonic() at creation)``.
+        self._spares: deque[tuple[Path, int, float]] = deque()
+        self._spares_lock = threading.Lock()
 
     def create(self) -> None:
         """Create the archive root and its fan-out directories, each ``fsync``-ed into its parent (idempotent).
@@ -343,7 +356,7 @@ class Archive:
         Why two steps: the write is a copy into the page cache; the ``fsync`` is the wait, and a thread that only
         has to call ``fsync`` needs the GIL once to start it, so it overlaps with the caller's parsing, where a
         thread that also opened and wrote the file needed the GIL after each of those calls and mostly did not
-        overlap at all.
+        overlap at all. The file is one :meth:`prepare_stage` created when one is ready.
 
         Raises
         ------
@@ -352,11 +365,14 @@ class Archive:
         ArchiveError
             Any other I/O failure.
         """
-        tmp = self.root / STAGING / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            raise _os_error(exc, "writing a received object") from exc
+        spare = self._take_spare()
+        if spare is None:
+            try:
+                tmp, fd = self._new_stage()
+            except OSError as exc:
+                raise _os_error(exc, "writing a received object") from exc
+        else:
+            tmp, fd = spare
         try:
             view = memoryview(data)
             size = 0
@@ -371,6 +387,47 @@ class Archive:
             _close_and_remove(fd, tmp)
             raise
         return PendingStage(tmp, fd, size)
+
+    def _new_stage(self) -> tuple[Path, int]:
+        tmp = self.root / STAGING / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"
+        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def _take_spare(self) -> tuple[Path, int] | None:
+        """A spare staged file made by :meth:`prepare_stage` (``None``: none fresh enough)."""
+        now = time.monotonic()
+        while True:
+            with self._spares_lock:
+                if not self._spares:
+                    return None
+                path, fd, created = self._spares.popleft()
+            if now - created < SPARE_MAX_AGE_S:
+                return path, fd
+            _close_and_remove(fd, path)
+
+    def prepare_stage(self, keep: int = SPARE_STAGES) -> None:
+        """Create an empty staged file for a later :meth:`begin_stage`, unless ``keep`` are waiting already.
+
+        Meant for a helper thread between stores (see "Staging" in the module notes). A failure (a full disk) is
+        not reported here: :meth:`begin_stage` then creates its file itself and reports it to the store.
+        """
+        with self._spares_lock:
+            if len(self._spares) >= keep:
+                return
+        try:
+            path, fd = self._new_stage()
+        except OSError:
+            return
+        with self._spares_lock:
+            self._spares.append((path, fd, time.monotonic()))
+
+    def close(self) -> None:
+        """Remove the spare staged files (:meth:`prepare_stage`); the archive stays usable."""
+        while True:
+            with self._spares_lock:
+                if not self._spares:
+                    return
+                path, fd, _ = self._spares.popleft()
+            _close_and_remove(fd, path)
 
     def place(self, staged: Staged, relative: str, sha256: str) -> WriteResult:
         """Give a staged file its final name, durably: link it at ``relative``, drop the staged name, ``fsync``.
@@ -480,6 +537,19 @@ class Archive:
         for dirpath, _dirnames, filenames in os.walk(self.root):
             found.extend(Path(dirpath) / n for n in filenames if n.startswith(TEMP_PREFIX))
         return sorted(found)
+
+    def leftover_files(self) -> list[Path]:
+        """:meth:`temp_files` that hold bytes or a name: all but the empty files of ``.staging``.
+
+        An empty staged file is a spare of a running node (:meth:`prepare_stage`), or one a stopped node had not
+        written to: either way nothing was stored in it. :meth:`clean_temp` removes old ones like any other.
+        """
+        found = []
+        for path in self.temp_files():
+            with contextlib.suppress(FileNotFoundError):
+                if path.parent.name != STAGING or path.stat().st_size > 0:
+                    found.append(path)
+        return found
 
     def clean_temp(self, min_age_s: float = 300.0) -> list[Path]:
         """Remove temporary files older than ``min_age_s`` seconds; returns those removed.

@@ -18,7 +18,10 @@ Overlap
     calls waited for the GIL again and the overlap was mostly lost); once the object is valid the
     staged file is linked to its final name (:meth:`~dicom_ecg_node.archive.Archive.place`) before the row is
     committed, so the order above holds. Nothing is staged when the catalog already holds the UID (a re-send), and
-    a refused object's staged bytes are removed.
+    a refused object's staged bytes are removed. At the end of a store the helper creates the staged file of a later
+    one (:meth:`~dicom_ecg_node.archive.Archive.prepare_stage`), while the answer goes out and the next object
+    arrives: no store waits for a file's creation, and the creation does not compete with a store's own ``link``
+    and directory ``fsync`` (it made them ~0.1 ms slower when it ran right after the ``fsync``).
 Unidentified patients
     With ``unidentified_patient = "accept"`` an object without Patient ID is stored under
     ``UNIDENTIFIED-<first 16 hex digits of SHA-256(Study Instance UID)>``: stable, so every object of one study
@@ -253,6 +256,7 @@ class IngestService:
     def close(self) -> None:
         """Finish the staging writes in flight and close the catalog."""
         self._stager.shutdown(wait=True)
+        self.archive.close()
         self.catalog.close()
 
     def __enter__(self) -> IngestService:
@@ -321,6 +325,9 @@ class IngestService:
             self._release(staged)
             self._refuse(data, exc, sender_ae, sender_address, received_at, sha256, ident)
             raise
+        finally:
+            if staged is not None:  # the next store's file is created while this one's answer goes out
+                self._stager.submit(self.archive.prepare_stage)
         logger.info("%s sop_class=%s sop_instance=%s from=%s@%s %.1f ms", outcome.status, outcome.sop_class_uid,
                     outcome.sop_instance_uid, sender_ae, sender_address, outcome.elapsed_ms)
         self._notify(outcome)

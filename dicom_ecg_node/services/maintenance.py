@@ -128,7 +128,7 @@ def verify(config: NodeConfig) -> VerifyReport:
     for rel in archive.iter_files():
         if rel not in known:
             report.problems.append(VerifyProblem("orphan", rel, None, "file has no catalog row"))
-    for tmp in archive.temp_files():
+    for tmp in archive.leftover_files():  # not a running node's empty spare staged files
         report.problems.append(VerifyProblem("temp", archive.relative(tmp), None, "leftover of an interrupted write"))
     return report
 

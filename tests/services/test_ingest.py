@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,9 +21,11 @@ from helpers import sample
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicom_ecg_node.archive import STAGING, TEMP_PREFIX
+import dicom_ecg_node.archive as archive_module
+from dicom_ecg_node.archive import SPARE_STAGES, STAGING, TEMP_PREFIX, Archive
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import (
+    ArchiveError,
     CatalogError,
     DatasetError,
     InstanceConflictError,
@@ -31,6 +33,7 @@ from dicom_ecg_node.errors import (
     UnsupportedSOPClassError,
 )
 from dicom_ecg_node.services.ingest import IngestService, validate_uid
+from dicom_ecg_node.services.maintenance import verify
 from dicom_ecg_node.waveform import Unsupported, attribute, read_object
 from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
 
@@ -55,7 +58,8 @@ def archived(svc: IngestService) -> list[str]:
 
 
 def leftovers(data_dir: Path) -> list[Path]:
-    return [p for p in data_dir.rglob(f"{TEMP_PREFIX}*")]
+    """Temporary files holding bytes: not the empty spare staged files the service creates ahead of stores."""
+    return [p for p in data_dir.rglob(f"{TEMP_PREFIX}*") if p.parent.name != STAGING or p.stat().st_size > 0]
 
 
 def renumber(src: Path, **changes: object) -> bytes:
@@ -442,3 +446,83 @@ def test_16_threads_store_concurrently(service: IngestService) -> None:
     assert service.catalog.stats().instances == 16 * 25 + 1
     assert len(archived(service)) == 16 * 25 + 1
     assert leftovers(service.config.data_dir) == []
+
+
+def staging_files(svc: IngestService) -> dict[str, int]:
+    """``{name: size}`` of the files in the staging folder."""
+    return {p.name: p.stat().st_size for p in (svc.archive.root / STAGING).iterdir()}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_staged_files_are_created_ahead_of_the_stores_that_fill_them(service: IngestService) -> None:
+    first = synth(sop_instance_uid=generate_uid(), seed=1)
+    out = store(service, first, via="c-store")
+    assert out.status == "stored"
+    # After the store, the helper makes the next store's file: empty, in the staging folder, not a leftover.
+    assert wait_for(lambda: len(staging_files(service)) == 1)
+    (spare, size), = staging_files(service).items()
+    assert size == 0 and spare.startswith(TEMP_PREFIX)
+    assert leftovers(service.config.data_dir) == []
+    assert verify(service.config).ok  # a running node's spare is not "a leftover of an interrupted write"
+    # The next store writes into that very file and links it to its final name.
+    inode = (service.archive.root / STAGING / spare).stat().st_ino
+    second = synth(sop_instance_uid=generate_uid(), seed=2)
+    out2 = store(service, second, via="c-store")
+    assert out2.path.stat().st_ino == inode and out2.path.read_bytes() == second
+    assert spare not in staging_files(service)
+    # At most SPARE_STAGES wait; closing the service removes them.
+    for seed in range(3, 8):
+        store(service, synth(sop_instance_uid=generate_uid(), seed=seed), via="c-store")
+    assert wait_for(lambda: len(staging_files(service)) == 1)  # one used, one made per store
+    for _ in range(SPARE_STAGES + 2):
+        service.archive.prepare_stage()
+    assert len(staging_files(service)) == SPARE_STAGES
+    service.close()
+    assert staging_files(service) == {}
+    assert len(archived(service)) == 7
+
+
+def test_archive_spares_stale_removed_and_unmakeable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "data")
+    archive.create()
+    staging = archive.root / STAGING
+    archive.prepare_stage(keep=1)
+    archive.prepare_stage(keep=1)  # one is waiting already
+    (spare,) = staging.iterdir()
+    pending = archive.begin_stage(b"ECG bytes")
+    assert pending.path == spare and spare.read_bytes() == b"ECG bytes"
+    archive.discard(pending.sync())
+    # A sibling worker starting removes temporary files older than 300 s: a spare is used only while far younger.
+    archive.prepare_stage()
+    (old,) = staging.iterdir()
+    monkeypatch.setattr(archive_module, "SPARE_MAX_AGE_S", 0.0)
+    pending = archive.begin_stage(b"fresh")
+    assert pending.path != old and not old.exists() and pending.path.read_bytes() == b"fresh"
+    archive.discard(pending.sync())
+    # A spare that cannot be made (here the staging folder is gone) is no error there: the store that needs a
+    # file makes it and reports why it cannot.
+    staging.rmdir()
+    archive.prepare_stage()
+    with pytest.raises(ArchiveError, match="writing a received object"):
+        archive.begin_stage(b"x")
+    staging.mkdir()
+    archive.prepare_stage()
+    assert len(list(staging.iterdir())) == 1
+    archive.close()
+    assert list(staging.iterdir()) == []
+
+
+def test_verify_reports_a_staged_file_with_bytes(service: IngestService) -> None:
+    service.archive.prepare_stage()
+    partial = service.archive.root / STAGING / f"{TEMP_PREFIX}crashed.part"
+    partial.write_bytes(b"half an ECG")
+    report = verify(service.config)
+    assert [(p.kind, p.path) for p in report.problems] == [("temp", f"archive/{STAGING}/{partial.name}")]
