@@ -6,6 +6,10 @@ storescp app. Each is sent the same files over 1 association and over 4 concurre
 MB/s, the receiver's peak RSS, the CPU time per file of the receiver (all its processes) and of the senders, and the
 ratios of (a) to (b) and (c).
 
+The node runs with one receiving process per core (``--workers 0``, as the README advises for throughput) for
+every association count: one association is served by one worker while the parent process does the derived work
+(clock observation, reconciliation) that ``--workers 1`` would do in the serving process.
+
 With ``--rounds N`` every receiver is measured N times, the receivers taking turns (node, DCMTK, pynetdicom, node,
 ...), and the medians and the median of the per-round ratios are printed: on a shared machine one sequential pass
 can put a busy minute on one receiver only (seen here: the same peer at 232, 346 and 470 files/s in three runs).
@@ -165,7 +169,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=2000, help="synthetic ECGs to send (default 2000)")
-    ap.add_argument("--workers", type=int, default=0, help="ecg-node worker processes (0: one per core)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="ecg-node worker processes for every association count (0: one per core)")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="concurrent associations to test")
     ap.add_argument("--receivers", nargs="+", default=["ecg-node", "dcmtk-storescp", "pynetdicom-storescp"])
     ap.add_argument("--rounds", type=int, default=1, help="measure each receiver this many times, taking turns")
@@ -191,8 +196,7 @@ def main() -> int:
                 out = work / f"out-{kind}-{streams}"
                 shutil.rmtree(out, ignore_errors=True)
                 port = free_port()
-                workers = args.workers if streams > 1 else 1
-                proc, aet = receiver(kind, port, out, workers if kind == "ecg-node" else 1)
+                proc, aet = receiver(kind, port, out, args.workers if kind == "ecg-node" else 1)
                 try:
                     cpu0, sender0 = cpu_seconds(proc.pid), sender_cpu_seconds()
                     elapsed = run_storescu(port, aet, files, streams)
