@@ -593,7 +593,8 @@ class Catalog:
 
     # -- writes ------------------------------------------------------------------------------------------------
 
-    def add_instance(self, record: InstanceRecord, *, replace: bool = False) -> AddResult:
+    def add_instance(self, record: InstanceRecord, *, replace: bool = False,
+                     before_commit: Callable[[], object] | None = None) -> AddResult:
         """Insert patient/study/series/instance + groups + measurements in one transaction.
 
         Parameters
@@ -603,6 +604,10 @@ class Catalog:
         replace : bool
             When the SOP Instance UID exists with other content, point its row at the new file (status
             ``replaced``) instead of answering ``conflict``.
+        before_commit : callable, optional
+            Called once the rows are written, before the commit, when the result is ``stored`` or ``replaced``:
+            what the row needs before it may be committed (the file's final name made durable, on another thread
+            meanwhile). An exception it raises rolls the transaction back and propagates.
 
         Returns
         -------
@@ -617,7 +622,10 @@ class Catalog:
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 with self._write():
-                    return self._add(record, replace)
+                    result = self._add(record, replace)
+                    if before_commit is not None and result.status in ("stored", "replaced"):
+                        before_commit()
+                    return result
             except pw.IntegrityError as exc:
                 # A concurrent writer inserted the same UID first; retry so that we see its committed row.
                 last = exc

@@ -50,7 +50,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from dicom_ecg_node.archive import Archive, Quarantine, Staged, ensure_dir
+from dicom_ecg_node.archive import Archive, Quarantine, Staged, WriteResult, ensure_dir
 from dicom_ecg_node.catalog import (
     Catalog,
     GroupData,
@@ -521,18 +521,32 @@ class IngestService:
                     f"SOPInstanceUID {uid} is already stored with different content "
                     f"(stored sha256 {existing.sha256[:12]}…, received {record.sha256[:12]}…)")
         # ``data`` is immutable bytes, hashed once by store(): the archive does not hash it again.
+        relative = self.archive.placement(uid)
         if staged is not None:
-            written = self.archive.place(staged.result(), self.archive.placement(uid), record.sha256)
+            # The staged file gets its final name (link, directory fsync) on the helper thread while the rows are
+            # written here; the commit waits for it, so a committed row always names a durable file.
+            staged_file = staged.result()
+            placing = self._stager.submit(self.archive.place, staged_file, relative, record.sha256)
+            record = replace(record, path=relative, size=staged_file.size)
+            try:
+                result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result)
+            except BaseException:
+                self._unplace(placing, relative)
+                raise
+            if result.status in ("duplicate", "conflict"):
+                self._unplace(placing, relative)
+                self._release(staged)  # the staged name, if placing failed
         else:
-            written = self.archive.write(self.archive.placement(uid), data, sha256=record.sha256)
-        record = replace(record, path=written.relative, size=written.size)
-        try:
-            result = self.catalog.add_instance(record, replace=replace_policy)
-        except BaseException:
-            self._discard(written.relative)
-            raise
-        if result.status in ("duplicate", "conflict"):
-            self._discard(written.relative)  # a concurrent store of this UID committed first
+            written = self.archive.write(relative, data, sha256=record.sha256)
+            record = replace(record, path=relative, size=written.size)
+            try:
+                result = self.catalog.add_instance(record, replace=replace_policy)
+            except BaseException:
+                self._discard(relative)
+                raise
+            if result.status in ("duplicate", "conflict"):
+                self._discard(relative)
+        if result.status in ("duplicate", "conflict"):  # a concurrent store of this UID committed first
             if result.status == "conflict":
                 raise InstanceConflictError(f"SOPInstanceUID {uid} is already stored with different content")
             return self._outcome("duplicate", record, result.path, result.sha256, start)
@@ -542,7 +556,18 @@ class IngestService:
         if result.conflicts:
             logger.warning("demographic conflict for sop_instance=%s: %s differ from the stored patient",
                            uid, ", ".join(result.conflicts))
-        return self._outcome(result.status, record, written.relative, written.sha256, start)  # type: ignore[arg-type]
+        return self._outcome(result.status, record, relative, record.sha256, start)  # type: ignore[arg-type]
+
+    def _unplace(self, placing: Future[WriteResult], relative: str) -> None:
+        """Undo a placement whose row is not committed: once it has finished, remove the file at ``relative``.
+
+        The name has a random token, so whatever is there is this store's (a placement that failed after the link
+        left it too); the staged name of a placement that failed before is removed by :meth:`_release`.
+        """
+        with contextlib.suppress(Exception):  # its error, if any, is the store's (raised by before_commit)
+            placing.result()
+        if self.archive.resolve(relative).exists():
+            self._discard(relative)
 
     def _discard(self, relative: str) -> None:
         """Remove a file this store wrote (or superseded); a failure is logged, never raised over the cause."""

@@ -349,6 +349,27 @@ def test_catalog_failure_removes_the_file(service: IngestService, via: str) -> N
     assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
 
 
+def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str) -> None:
+    """The file's final name cannot be made (its fan-out folder is a file here): ArchiveError, nothing kept.
+
+    For a C-STORE the name is made on the helper thread while the rows are written; the commit waits for it.
+    """
+    data = synth(sop_instance_uid=generate_uid())
+    uid = str(read_object(data).media_storage_sop_instance_uid)
+    digest = hashlib.sha256(uid.encode()).hexdigest()
+    folder = service.archive.root / digest[:2] / digest[2]
+    shutil.rmtree(folder)
+    folder.write_bytes(b"in the way")
+    with pytest.raises(ArchiveError):
+        store(service, data, via=via)
+    st = service.catalog.stats()
+    assert (st.patients, st.studies, st.instances) == (0, 0, 0)
+    assert archived(service) == [] and leftovers(service.config.data_dir) == []
+    folder.unlink()
+    folder.mkdir()
+    assert store(service, data, via=via).status == "stored"  # the re-send once the folder is back
+
+
 def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
