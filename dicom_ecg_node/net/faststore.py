@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -230,12 +231,17 @@ class FastCStore:
 
 
 class _FastStoreEvent(Event):
-    """pynetdicom's ``EVT_C_STORE`` event whose ``encoded_dataset()`` writes the file meta with :func:`file_meta`."""
+    """pynetdicom's ``EVT_C_STORE`` event whose ``encoded_dataset()`` writes the file meta with :func:`file_meta`.
+
+    ``after_response``: callables the handler leaves to run once the response is sent (the ingest service's log
+    line and listeners, see ``IngestService.store``).
+    """
 
     def __init__(self, assoc: Association, request: C_STORE, context: PresentationContext, dataset: bytes) -> None:
         super().__init__(assoc, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})
         self._ecg_dataset = dataset
         self._ecg_syntax = str(context.transfer_syntax[0])  # type: ignore[index]
+        self.after_response: list[Callable[[], None]] = []
 
     def encoded_dataset(self, include_meta: bool = True) -> bytes:
         """The data set as received, with preamble, ``DICM`` and file meta unless ``include_meta`` is false."""
@@ -399,6 +405,18 @@ def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> 
     rsp.MessageIDBeingRespondedTo = msg.message_id
     rsp.AffectedSOPInstanceUID = req.AffectedSOPInstanceUID
     rsp.AffectedSOPClassUID = req.AffectedSOPClassUID
+    event = _FastStoreEvent(assoc, req, context, msg.dataset)
+    try:
+        _serve(assoc, msg, event, req, rsp)
+    finally:
+        for work in event.after_response:
+            try:
+                work()
+            except Exception:
+                log.exception("work after the C-STORE response failed for instance %s", msg.sop_instance_uid)
+
+
+def _serve(assoc: Association, msg: FastCStore, event: _FastStoreEvent, req: C_STORE, rsp: C_STORE) -> None:
     cx_id = msg.context_id
     assoc.dimse.cancel_req = {}
     assoc._is_paused = True  # as pynetdicom: a handler may use the association's send_* methods
@@ -407,7 +425,6 @@ def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> 
             ctx.error_msg = "Exception in handler bound to 'evt.EVT_C_STORE'"
             ctx.error_status = 0xC211
             handler, args = assoc.get_handlers(evt.EVT_C_STORE)  # type: ignore[misc]
-            event = _FastStoreEvent(assoc, req, context, msg.dataset)
             status = handler(event, *args) if args is not None else handler(event)
     finally:
         assoc._is_paused = False

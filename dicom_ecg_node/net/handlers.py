@@ -119,6 +119,8 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
             sender_address=addr,
             expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
             expected_sop_class_uid=str(request.AffectedSOPClassUID),
+            # The fast path (net/faststore.py) runs the work that need not delay the answer after sending it.
+            after=getattr(event, "after_response", None),
         )
     except EcgNodeError as exc:
         status = failure_status(exc)

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -226,8 +227,9 @@ class IngestService:
         self.archive = archive
         self.quarantine = Quarantine(config.data_dir)
         #: Called with each successful :class:`StoreOutcome` (duplicates included) after the commit; a listener's
-        #: error is logged and never turns a stored object into a failure. They run on the storing thread before
-        #: the C-STORE response: a slow one belongs in :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`.
+        #: error is logged and never turns a stored object into a failure. They run on the storing thread, after
+        #: the C-STORE response (``store(after=...)``): a slow one still delays the association's next request and
+        #: belongs in :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`.
         self.listeners: list[Callable[[StoreOutcome], None]] = []
         # Threads start on demand, one per store in flight at most (see "Overlap" in the module notes).
         self._stager = ThreadPoolExecutor(max_workers=max(1, config.max_associations),
@@ -269,7 +271,8 @@ class IngestService:
 
     def store(self, data: bytes, *, sender_ae: str, sender_address: str,
               expected_sop_instance_uid: str | None = None,
-              expected_sop_class_uid: str | None = None) -> StoreOutcome:
+              expected_sop_class_uid: str | None = None,
+              after: list[Callable[[], None]] | None = None) -> StoreOutcome:
         """Store one DICOM Part 10 file exactly as received.
 
         Parameters
@@ -280,6 +283,10 @@ class IngestService:
             Who sent it (``"IMPORT"``/``"local"`` for the import command).
         expected_sop_instance_uid, expected_sop_class_uid : str, optional
             Affected SOP Instance / Class UID of the C-STORE request, which the dataset must match.
+        after : list, optional
+            When given, the work that follows and need not delay the sender's answer (the object's log line, the
+            :attr:`listeners`, making the next staged file) is appended here as callables, for the caller to run
+            once it has answered, whether the store succeeded or raised; otherwise it is done before returning.
 
         Returns
         -------
@@ -326,12 +333,19 @@ class IngestService:
             self._refuse(data, exc, sender_ae, sender_address, received_at, sha256, ident)
             raise
         finally:
-            if staged is not None:  # the next store's file is created while this one's answer goes out
-                self._stager.submit(self.archive.prepare_stage)
+            if staged is not None:  # the next store's file is made while this one's answer goes out
+                _later(after, self._prepare_stage)
+        _later(after, partial(self._stored, outcome, sender_ae, sender_address))
+        return outcome
+
+    def _prepare_stage(self) -> None:
+        self._stager.submit(self.archive.prepare_stage)
+
+    def _stored(self, outcome: StoreOutcome, sender_ae: str, sender_address: str) -> None:
+        """The log line and the listeners of a stored object."""
         logger.info("%s sop_class=%s sop_instance=%s from=%s@%s %.1f ms", outcome.status, outcome.sop_class_uid,
                     outcome.sop_instance_uid, sender_ae, sender_address, outcome.elapsed_ms)
         self._notify(outcome)
-        return outcome
 
     def _stage(self, data: bytes) -> Future[Staged]:
         """Write ``data`` to the staging folder here and ``fsync`` it on a helper thread (module notes, "Overlap").
@@ -590,6 +604,14 @@ class IngestService:
             self.quarantine.put(data, reason)
         except EcgNodeError as qexc:
             logger.error("could not quarantine the refused object: %s", qexc)
+
+
+def _later(after: list[Callable[[], None]] | None, work: Callable[[], None]) -> None:
+    """Queue ``work`` on ``after`` (see :meth:`IngestService.store`), or do it now."""
+    if after is None:
+        work()
+    else:
+        after.append(work)
 
 
 __all__ = ["UNIDENTIFIED_PREFIX", "IngestService", "StoreOutcome", "validate_uid"]

@@ -238,3 +238,48 @@ def test_node_stores_through_the_fast_path_bytes_as_sent(node_factory, tmp_path:
     meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]  # preamble, DICM, group length element, group
     expected_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
     assert stored == b"\0" * 128 + b"DICM" + expected_meta + raw[meta_end:]
+
+
+def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: Path) -> None:
+    """The sender has its Success before the object's log line is written and the ingest listeners run."""
+    import logging
+    import threading
+
+    node = node_factory()
+    answered = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    class Waiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("stored "):
+                seen.append(("log line", answered.wait(10)))
+
+    def listener(outcome: Any) -> None:
+        seen.append((f"listener {outcome.sop_instance_uid}", answered.wait(10)))
+
+    handler = Waiting(logging.INFO)
+    ingest_log = logging.getLogger("dicom_ecg_node.ingest")
+    ingest_log.addHandler(handler)
+    level = ingest_log.level
+    ingest_log.setLevel(logging.INFO)
+    node.ingest.listeners.append(listener)
+    source = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "ecg.dcm")
+    ds = pydicom.dcmread(source)
+    ae = AE(ae_title="CART")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    try:
+        assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+        assert assoc.is_established
+        try:
+            status = assoc.send_c_store(source)
+            before = list(seen)
+            answered.set()
+        finally:
+            assoc.release()
+    finally:
+        ingest_log.removeHandler(handler)
+        ingest_log.setLevel(level)
+    assert status.Status == 0x0000
+    assert before == []  # nothing had run when the answer arrived: the log line was waiting for it
+    # Both ran, in this order, and only once the sender had its answer.
+    assert seen == [("log line", True), (f"listener {ds.SOPInstanceUID}", True)]

@@ -547,3 +547,24 @@ def test_verify_reports_a_staged_file_with_bytes(service: IngestService) -> None
     partial.write_bytes(b"half an ECG")
     report = verify(service.config)
     assert [(p.kind, p.path) for p in report.problems] == [("temp", f"archive/{STAGING}/{partial.name}")]
+
+
+def test_work_after_the_answer_is_left_to_the_caller(service: IngestService, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dicom_ecg_node.ingest")
+    heard: list[str] = []
+    service.listeners.append(lambda outcome: heard.append(outcome.sop_instance_uid))
+    after: list[Callable[[], None]] = []
+    out = store(service, synth(sop_instance_uid=generate_uid()), via="c-store", after=after)
+    assert out.status == "stored" and out.path.exists()
+    assert heard == [] and not [r for r in caplog.records if r.name == "dicom_ecg_node.ingest"]
+    for work in after:
+        work()
+    assert heard == [out.sop_instance_uid]
+    assert [r.getMessage().split()[0] for r in caplog.records if r.name == "dicom_ecg_node.ingest"] == ["stored"]
+    assert wait_for(lambda: len(staging_files(service)) == 1)  # and the next staged file was made
+    # A refused object: its refusal is logged at once; what is left is only the next staged file.
+    after.clear()
+    with pytest.raises(DatasetError):
+        store(service, synth(sop_instance_uid=generate_uid()), via="c-store", expected_sop_class_uid="1.2.3",
+              after=after)
+    assert len(after) == 1 and heard == [out.sop_instance_uid]
