@@ -22,8 +22,9 @@ Staging
     them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
     never gets a name is removed (:meth:`Archive.discard`, or at the next start like any temporary file).
     Creating the staged file (a new inode and directory entry) is done ahead of the store that fills it
-    (:meth:`Archive.prepare_stage`, on the helper thread after an ``fsync``): measured here after a large delete on
-    the same file system, ``open(O_CREAT)`` took 0.7-0.9 ms (0.1 ms usually), while the sender waited.
+    (:meth:`Archive.prepare_stage`, called once the previous store has answered its sender): measured here after
+    a large delete on the same file system, ``open(O_CREAT)`` took 0.7-0.9 ms (0.1 ms usually), while the sender
+    waited.
 
 Errors
     ``ENOSPC``/``EDQUOT`` become :class:`~dicom_ecg_node.errors.StorageFullError`, any other ``OSError``
@@ -407,8 +408,8 @@ class Archive:
     def prepare_stage(self, keep: int = SPARE_STAGES) -> None:
         """Create an empty staged file for a later :meth:`begin_stage`, unless ``keep`` are waiting already.
 
-        Meant for a helper thread between stores (see "Staging" in the module notes). A failure (a full disk) is
-        not reported here: :meth:`begin_stage` then creates its file itself and reports it to the store.
+        Meant for the time between stores (see "Staging" in the module notes); thread-safe. A failure (a full
+        disk) is not reported here: :meth:`begin_stage` then creates its file itself and reports it to the store.
         """
         with self._spares_lock:
             if len(self._spares) >= keep:

@@ -73,6 +73,12 @@ class ConnectionThreads:
         with self._lock:
             return len(self._idle)
 
+    @property
+    def busy(self) -> int:
+        """Threads running a job (connections being served)."""
+        with self._lock:
+            return self._threads - len(self._idle)
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a pool thread; its exceptions are logged, never raised here.
 

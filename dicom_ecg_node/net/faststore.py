@@ -234,7 +234,8 @@ class _FastStoreEvent(Event):
     """pynetdicom's ``EVT_C_STORE`` event whose ``encoded_dataset()`` writes the file meta with :func:`file_meta`.
 
     ``after_response``: callables the handler leaves to run once the response is sent (the ingest service's log
-    line and listeners, see ``IngestService.store``).
+    line and listeners, see ``IngestService.store``). ``alone``: no other association is being served by this
+    process (``IngestService.store``'s ``overlap``).
     """
 
     def __init__(self, assoc: Association, request: C_STORE, context: PresentationContext, dataset: bytes) -> None:
@@ -242,6 +243,8 @@ class _FastStoreEvent(Event):
         self._ecg_dataset = dataset
         self._ecg_syntax = str(context.transfer_syntax[0])  # type: ignore[index]
         self.after_response: list[Callable[[], None]] = []
+        serving = getattr(getattr(assoc, "_server", None), "serving", None)
+        self.alone = serving is not None and serving() <= 1
 
     def encoded_dataset(self, include_meta: bool = True) -> bytes:
         """The data set as received, with preamble, ``DICM`` and file meta unless ``include_meta`` is false."""

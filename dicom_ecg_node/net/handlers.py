@@ -121,6 +121,7 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
             expected_sop_class_uid=str(request.AffectedSOPClassUID),
             # The fast path (net/faststore.py) runs the work that need not delay the answer after sending it.
             after=getattr(event, "after_response", None),
+            overlap=getattr(event, "alone", False),
         )
     except EcgNodeError as exc:
         status = failure_status(exc)

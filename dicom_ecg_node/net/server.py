@@ -181,6 +181,10 @@ class NodeAssociationServer(ThreadedAssociationServer):
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
         return client, address
 
+    def serving(self) -> int:
+        """Associations served now: pynetdicom's (their own threads) and those on connection threads (light)."""
+        return len(self.active_associations) + self.connection_threads.busy
+
     def _running(self) -> int:
         """Associations running or about to (accepted, thread not started yet; light ones count as starting)."""
         return len(self.active_associations) + self._starting

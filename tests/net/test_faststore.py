@@ -283,3 +283,34 @@ def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: P
     assert before == []  # nothing had run when the answer arrived: the log line was waiting for it
     # Both ran, in this order, and only once the sender had its answer.
     assert seen == [("log line", True), (f"listener {ds.SOPInstanceUID}", True)]
+
+
+def test_placement_overlaps_only_when_one_association_is_served(node_factory, tmp_path: Path, monkeypatch) -> None:
+    """``overlap`` (IngestService.store) is asked for only while the node serves no other association."""
+    node = node_factory()
+    asked: list[bool] = []
+    real_store = node.ingest.store
+
+    def store(data: bytes, **kw: Any) -> Any:
+        asked.append(kw["overlap"])
+        return real_store(data, **kw)
+
+    monkeypatch.setattr(node.ingest, "store", store)
+    ae = AE(ae_title="CART")
+    first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
+    cuid = pydicom.dcmread(first).SOPClassUID
+    ae.add_requested_context(cuid, ExplicitVRLittleEndian)
+    one = ae.associate(node.host, node.port, ae_title=node.aet)
+    assert one.is_established
+    try:
+        assert one.send_c_store(first).Status == 0x0000
+        other = ae.associate(node.host, node.port, ae_title=node.aet)  # a second cart, idle
+        assert other.is_established
+        try:
+            second = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "b.dcm")
+            assert one.send_c_store(second).Status == 0x0000
+        finally:
+            other.release()
+    finally:
+        one.release()
+    assert asked == [True, False]

@@ -349,11 +349,21 @@ def test_catalog_failure_removes_the_file(service: IngestService, via: str) -> N
     assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
 
 
-def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str) -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, overlap: bool) -> None:
     """The file's final name cannot be made (its fan-out folder is a file here): ArchiveError, nothing kept.
 
-    For a C-STORE the name is made on the helper thread while the rows are written; the commit waits for it.
+    With ``overlap`` a C-STORE's name is made on the helper thread while the rows are written, and the commit
+    waits for it.
     """
+    placed_by: list[str] = []
+    real_place = service.archive.place
+
+    def place(*args: object, **kw: object):
+        placed_by.append(threading.current_thread().name)
+        return real_place(*args, **kw)
+
+    service.archive.place = place  # type: ignore[method-assign]
     data = synth(sop_instance_uid=generate_uid())
     uid = str(read_object(data).media_storage_sop_instance_uid)
     digest = hashlib.sha256(uid.encode()).hexdigest()
@@ -361,13 +371,15 @@ def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str) 
     shutil.rmtree(folder)
     folder.write_bytes(b"in the way")
     with pytest.raises(ArchiveError):
-        store(service, data, via=via)
+        store(service, data, via=via, overlap=overlap)
     st = service.catalog.stats()
     assert (st.patients, st.studies, st.instances) == (0, 0, 0)
     assert archived(service) == [] and leftovers(service.config.data_dir) == []
     folder.unlink()
     folder.mkdir()
-    assert store(service, data, via=via).status == "stored"  # the re-send once the folder is back
+    assert store(service, data, via=via, overlap=overlap).status == "stored"  # the re-send once the folder is back
+    helper = via == "c-store" and overlap
+    assert [name.startswith("ecg-node-stage") for name in placed_by] == ([helper] * 2 if via == "c-store" else [])
 
 
 def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
