@@ -37,7 +37,7 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 
-from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, recv_exact, user_handlers
+from dicom_ecg_node.net.faststore import FastCStore, PDataAssembler, pdu_too_long, recv_exact, user_handlers
 from dicom_ecg_node.net.reactorgate import ReactorGate
 
 log = logging.getLogger("dicom_ecg_node.net")
@@ -132,6 +132,10 @@ class EventDrivenDUL(DULServiceProvider):
             if pdu_type not in _PDU_TYPES:
                 log.error("Unknown PDU type received '0x%02X'", pdu_type)
                 self.event_queue.put("Evt19")
+                return
+            if pdu_too_long(pdu_type, length, self.assoc.ae.maximum_pdu_size):
+                log.error("PDU type 0x%02X of %d bytes is longer than the node accepts; aborting", pdu_type, length)
+                self.event_queue.put("Evt19")  # unrecognised or invalid PDU: A-ABORT (PS3.8 9.2.3, AA-8)
                 return
             body = recv_exact(sock, length)
         except OSError as exc:  # TimeoutError included

@@ -114,6 +114,22 @@ def pdv_items(data: bytes | bytearray, offset: int = 0) -> list[tuple[int, int, 
     return items
 
 
+#: Longest PDU other than a P-DATA-TF accepted (an A-ASSOCIATE-RQ with every context is a few kB).
+MAX_CONTROL_PDU = 1 << 20
+
+
+def pdu_too_long(pdu_type: int, length: int, max_pdu: int) -> bool:
+    """Whether a PDU's announced length exceeds what the node accepts (read before any buffer is allocated).
+
+    PS3.8 D.1: the Maximum Length Received the node announced (``max_pdu``; 0: no maximum) bounds the variable
+    field of a P-DATA-TF (its PDU length); other PDUs are short. A longer one is a protocol error, answered with
+    an A-ABORT, never a buffer of the peer's choosing (a length of 4 GB would be allocated and zero-filled).
+    """
+    if pdu_type == 0x04:
+        return max_pdu > 0 and length > max_pdu
+    return length > MAX_CONTROL_PDU
+
+
 def recv_exact(sock: Any, n: int) -> bytearray | None:
     """``n`` bytes from a socket into one buffer; ``None`` if the peer closed the connection first."""
     buf = bytearray(n)
@@ -243,7 +259,8 @@ class _FastStoreEvent(Event):
         self._ecg_dataset = dataset
         self._ecg_syntax = str(context.transfer_syntax[0])  # type: ignore[index]
         self.after_response: list[Callable[[], None]] = []
-        serving = getattr(getattr(assoc, "_server", None), "serving", None)
+        # pynetdicom's associations know their server; a light one (net/lightassoc.py) answers itself.
+        serving = getattr(assoc, "serving", None) or getattr(getattr(assoc, "_server", None), "serving", None)
         self.alone = serving is not None and serving() <= 1
 
     def encoded_dataset(self, include_meta: bool = True) -> bytes:
@@ -368,23 +385,29 @@ class PDataAssembler:
         if _us(fields.get(0x0100)) != C_STORE_RQ or not has_data or dataset_type is None:
             return None, has_data
         assoc = self._assoc
-        cuid, iuid = _ui(fields.get(0x0002)), _ui(fields.get(0x1000))
-        message_id, priority = _us(fields.get(0x0110)), _us(fields.get(0x0700))
-        if (not cuid or not iuid or message_id is None or priority is None
-                or context_id not in assoc._accepted_cx
+        request = store_request(fields, context_id)
+        if (request is None or context_id not in assoc._accepted_cx
                 or pynetdicom_config.UNRESTRICTED_STORAGE_SERVICE
-                or cuid in assoc.acceptor.accepted_common_extended
-                or uid_to_service_class(cuid) is not StorageServiceClass
+                or request.sop_class_uid in assoc.acceptor.accepted_common_extended
+                or uid_to_service_class(request.sop_class_uid) is not StorageServiceClass
                 or any(user_handlers(assoc, event) for event in _DIMSE_EVENTS)
                 or not assoc.get_handlers(evt.EVT_C_STORE)):
             return None, has_data
-        move_aet = fields.get(0x1030)
-        move_id = fields.get(0x1031)
-        if move_id is not None and _us(move_id) is None:
-            return None, has_data
-        return FastCStore(context_id, message_id, cuid, iuid, priority,
-                          None if move_aet is None else move_aet.decode("ascii", "replace").strip(),
-                          _us(move_id), b""), has_data
+        return request, has_data
+
+
+def store_request(fields: dict[int, bytes], context_id: int) -> FastCStore | None:
+    """The C-STORE-RQ (PS3.7 9.3.1.1) of a parsed command set, data set still empty; ``None`` when incomplete."""
+    cuid, iuid = _ui(fields.get(0x0002)), _ui(fields.get(0x1000))
+    message_id, priority = _us(fields.get(0x0110)), _us(fields.get(0x0700))
+    if not cuid or not iuid or message_id is None or priority is None:
+        return None
+    move_aet = fields.get(0x1030)
+    move_id = fields.get(0x1031)
+    if move_id is not None and _us(move_id) is None:
+        return None
+    return FastCStore(context_id, message_id, cuid, iuid, priority,
+                      None if move_aet is None else move_aet.decode("ascii", "replace").strip(), _us(move_id), b"")
 
 
 def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> None:
@@ -412,6 +435,9 @@ def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> 
     try:
         _serve(assoc, msg, event, req, rsp)
     finally:
+        flush = getattr(assoc.dul, "flush", None)  # a light association's DUL batches what it sends
+        if flush is not None:
+            flush()
         for work in event.after_response:
             try:
                 work()

@@ -161,7 +161,7 @@ class NodeAssociationServer(ThreadedAssociationServer):
 
         #: Verification and query associations served on their connection's thread (net/lightassoc.py); plain
         #: TCP only: a TLS connection goes to pynetdicom.
-        self.light: LightRegistry | None = None if self.ssl_context else LightRegistry(self.ae)
+        self.light: LightRegistry | None = None if self.ssl_context else LightRegistry(self.ae, self.serving)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """Accept; with TLS, wrap without handshaking: the handshake runs in the connection's own thread.

@@ -16,9 +16,12 @@ from dicom_ecg_node.net.reactorgate import ReactorGate
 
 
 def _requestor() -> AE:
+    """A cart that also proposes Storage Commitment: pynetdicom's association serves it (a storage-only one is
+    served on its connection's thread, net/lightassoc.py)."""
     ae = AE(ae_title="LOOPTEST")
     ae.add_requested_context(Verification)
     ae.add_requested_context("1.2.840.10008.5.1.4.1.1.9.1.1")  # 12-lead ECG
+    ae.add_requested_context("1.2.840.10008.1.20.1")  # Storage Commitment Push Model
     return ae
 
 

@@ -200,10 +200,13 @@ def test_assembler_refuses_malformed_items_before_taking_any() -> None:
     assert assoc.passed == [] and delivered == []
 
 
+@pytest.mark.parametrize("association", ["light", "pynetdicom"])
 @pytest.mark.parametrize("max_pdu", [0, 4096])
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
 def test_node_stores_through_the_fast_path_bytes_as_sent(node_factory, tmp_path: Path, monkeypatch,
-                                                        max_pdu: int, syntax: str) -> None:
+                                                        max_pdu: int, syntax: str, association: str) -> None:
+    """Served on the connection's thread (net/lightassoc.py), or by pynetdicom's association (the request also
+    proposes Storage Commitment) through the P-DATA assembler: the same bytes stored either way."""
     served: list[str] = []
     real_serve = faststore.serve
 
@@ -221,9 +224,14 @@ def test_node_stores_through_the_fast_path_bytes_as_sent(node_factory, tmp_path:
     ae = AE(ae_title="CART")
     ae.add_requested_context(ds.SOPClassUID, syntax)
     ae.add_requested_context(VERIFICATION)
+    if association == "pynetdicom":
+        ae.add_requested_context("1.2.840.10008.1.20.1")  # Storage Commitment Push Model: not served light
     ae.maximum_pdu_size = 0
     assoc = ae.associate(node.host, node.port, ae_title=node.aet)
     assert assoc.is_established
+    light = node.node._server.light
+    assert (light.count(), len(node.node._server.active_associations)) == (
+        (1, 0) if association == "light" else (0, 1))
     try:
         status = assoc.send_c_store(sent)
         again = assoc.send_c_store(sent)  # a plain re-send: Success, stored once
@@ -314,3 +322,30 @@ def test_placement_overlaps_only_when_one_association_is_served(node_factory, tm
     finally:
         one.release()
     assert asked == [True, False]
+
+
+@pytest.mark.parametrize("association", ["light", "pynetdicom"])
+def test_a_pdu_longer_than_announced_is_aborted_not_buffered(node_factory, tmp_path: Path, association: str,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A P-DATA-TF announcing 4 GB (the node announced 16 kB): A-ABORT, nothing allocated, the node serves on."""
+    import time
+
+    node = node_factory(max_pdu=16384)
+    ae = AE(ae_title="CART")
+    ae.add_requested_context(TWELVE_LEAD)
+    if association == "pynetdicom":
+        ae.add_requested_context("1.2.840.10008.1.20.1")
+    assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+    assert assoc.is_established
+    assoc.dul.socket.socket.sendall(struct.pack(">BBI", 0x04, 0x00, 0xFFFFFFF0) + b"\x00" * 64)
+    deadline = time.monotonic() + 10
+    while not assoc.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert assoc.is_aborted
+    assert any("4294967280 bytes" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    source = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "ecg.dcm")
+    again = ae.associate(node.host, node.port, ae_title=node.aet)
+    try:
+        assert again.send_c_store(source).Status == 0x0000
+    finally:
+        again.release()

@@ -15,6 +15,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as S
 
 VERIFICATION = "1.2.840.10008.1.1"
 TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
 
 
 def _light(node: RunningNode):
@@ -28,7 +29,7 @@ def _associate(node: RunningNode, *contexts: str, ae_title: str = "VIEWER"):
     return request_association(ae, node.host, node.port, ae_title=node.aet)
 
 
-def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(node: RunningNode) -> None:
+def test_echo_find_and_store_associations_are_served_light_commitment_by_pynetdicom(node: RunningNode) -> None:
     light = _light(node)
     assoc = _associate(node, VERIFICATION, SRFIND)
     assert assoc.is_established
@@ -44,18 +45,25 @@ def test_echo_and_find_associations_are_served_light_storage_ones_by_pynetdicom(
     while light.count() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert light.count() == 0 and light.served == 1
-    # A storage context (a cart) goes to pynetdicom's association machinery.
+    # A cart's storage association is served light too (its C-STOREs: tests/net/test_faststore.py).
     cart = _associate(node, VERIFICATION, TWELVE_LEAD, ae_title="CART")
-    assert cart.is_established and light.served == 1
-    assert len(node.node._server.active_associations) == 1
+    assert cart.is_established and light.count() == 1 and not node.node._server.active_associations
     assert cart.send_c_echo().Status == 0x0000
     cart.release()
+    # Storage Commitment (N-ACTION, N-EVENT-REPORT) goes to pynetdicom's association machinery.
+    committing = _associate(node, VERIFICATION, TWELVE_LEAD, STORAGE_COMMITMENT, ae_title="CART")
+    assert committing.is_established
+    assert len(node.node._server.active_associations) == 1
+    assert committing.send_c_echo().Status == 0x0000
+    committing.release()
+    assert light.served == 2
     # Each distinct A-ASSOCIATE-RQ is decoded and negotiated once: the same viewer's next request reuses that.
     again = _associate(node, VERIFICATION, SRFIND)
     assert again.send_c_echo().Status == 0x0000
     again.release()
-    assert light.served == 2
-    assert sorted(plan is None for plan in light._plans.values()) == [False, True]  # the viewer's; the cart's
+    assert light.served == 3
+    # The viewer's and the cart's (light), the committing cart's (pynetdicom's).
+    assert sorted(plan is None for plan in light._plans.values()) == [False, False, True]
 
 
 def test_relational_queries_are_negotiated_and_served_light(node: RunningNode) -> None:
