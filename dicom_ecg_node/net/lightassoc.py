@@ -7,8 +7,9 @@ Why
     Measured here, the A-ASSOCIATE-RQ -> AC round trip of the node was 4 ms against 0.3 ms for Orthanc, and a
     whole ``echoscu`` run 25 ms against Orthanc's 20 ms. Served on one thread, the same exchange took 20.5 ms.
     A cart's storage association pays the hand-offs twice per C-STORE (request to the reactor, response to the
-    DUL thread): served here, DCMTK ``storescu`` sending 1,000 ECGs ran 18% faster on one association and used
-    13% less CPU per ECG on four (interleaved rounds against the same node without it).
+    DUL thread). Served here, DCMTK ``storescu`` sending 1,000 ECGs on four associations stored 9% more ECGs per
+    second with 13% less CPU per ECG (3 interleaved rounds against the node without it; on one association the
+    rounds of this noisy machine disagreed, -16% to +18%).
 
 What is served here
     An association whose A-ASSOCIATE-RQ (PS3.8 9.3.2) proposes only Verification, the C-FIND models the node
