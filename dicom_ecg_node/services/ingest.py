@@ -19,12 +19,11 @@ Overlap
     staged file is linked to its final name (:meth:`~dicom_ecg_node.archive.Archive.place`) before the row is
     committed, so the order above holds: by the helper while the rows are written when the caller says nothing
     else runs in the process (``overlap``; the commit waits for it), by this thread before the transaction
-    otherwise. Nothing is staged when the
-    catalog already holds the UID (a re-send), and a refused object's staged bytes are removed. Once the answer is
-    out (``store(after=...)``) this thread creates the staged file of a later store
-    (:meth:`~dicom_ecg_node.archive.Archive.prepare_stage`), so that no store waits for a file's creation. On the
-    helper instead it cost ~0.8 ms more CPU per ECG on 4 associations (measured here): a thread woken per store
-    that competes for the GIL with the storing threads.
+    otherwise. Nothing is staged when the catalog already holds the UID (a re-send), and a refused object's staged
+    bytes are removed. Once the answer is out (``store(after=...)``) this thread creates the staged file of a later
+    store (:meth:`~dicom_ecg_node.archive.Archive.prepare_stage`), so that no store waits for a file's creation.
+    On the helper instead it cost ~0.8 ms more CPU per ECG on 4 associations (measured here): a thread woken per
+    store that competes for the GIL with the storing threads.
 Unidentified patients
     With ``unidentified_patient = "accept"`` an object without Patient ID is stored under
     ``UNIDENTIFIED-<first 16 hex digits of SHA-256(Study Instance UID)>``: stable, so every object of one study
