@@ -421,10 +421,10 @@ class _InsertSQL:
         def t(model: Any) -> str:
             return q(model._meta.table_name)
 
-        def insert_ignore(model: Any, columns: list[str]) -> str:
+        def insert_ignore(model: Any, columns: list[str], returning: bool = False) -> str:
             cols = ", ".join(q(c) for c in columns)
             return (f"INSERT INTO {t(model)} ({cols}) VALUES ({', '.join([p] * len(columns))}) "
-                    "ON CONFLICT DO NOTHING")
+                    "ON CONFLICT DO NOTHING" + (" RETURNING id" if returning and not sqlite else ""))
 
         instance_columns = tuple(f.column_name for f in m.Instance._meta.sorted_fields if f.name != "id")
         # Keys of _instance_values are field names; "series" is the only one whose column name differs.
@@ -441,11 +441,12 @@ class _InsertSQL:
             select_study=f"SELECT id FROM {t(m.Study)} WHERE study_instance_uid = {p}",
             insert_study=insert_ignore(m.Study, [
                 "study_instance_uid", "patient_id", "study_date", "study_time", "accession_number", "study_id",
-                "study_description", "referring_physician_name", "referring_physician_name_norm", "created_at"]),
+                "study_description", "referring_physician_name", "referring_physician_name_norm", "created_at"],
+                returning=True),
             select_series=f"SELECT id FROM {t(m.Series)} WHERE series_instance_uid = {p}",
             insert_series=insert_ignore(m.Series, [
                 "series_instance_uid", "study_id", "modality", "series_number", "series_description",
-                "series_date", "series_time", "created_at"]),
+                "series_date", "series_time", "created_at"], returning=True),
             insert_instance=insert_instance,
             instance_columns=tuple("series" if c == "series_id" else c for c in instance_columns),
             groups_table=t(m.WaveformGroup),
@@ -732,27 +733,38 @@ class Catalog:
 
     def _study(self, rec: InstanceRecord, patient_id: int) -> int:
         s, q = rec.study, self._sql()
-        row = self._one(q.select_study, (s.study_instance_uid,))
-        if row is None:
-            self.db.execute_sql(q.insert_study, (
-                s.study_instance_uid, patient_id, s.study_date, s.study_time, s.accession_number, s.study_id,
-                s.study_description, s.referring_physician_name, normalize_person_name(s.referring_physician_name),
-                _now()))
-            row = self._one(q.select_study, (s.study_instance_uid,))
-            if row is None:
-                raise CatalogError(f"study {s.study_instance_uid} vanished during its insert")
-        return int(row[0])
+        return self._find_or_insert(q.select_study, (s.study_instance_uid,), q.insert_study, (
+            s.study_instance_uid, patient_id, s.study_date, s.study_time, s.accession_number, s.study_id,
+            s.study_description, s.referring_physician_name, normalize_person_name(s.referring_physician_name),
+            _now()), f"study {s.study_instance_uid}")
 
     def _series(self, rec: InstanceRecord, study_id: int) -> int:
         s, q = rec.series, self._sql()
-        row = self._one(q.select_series, (s.series_instance_uid,))
+        return self._find_or_insert(q.select_series, (s.series_instance_uid,), q.insert_series, (
+            s.series_instance_uid, study_id, s.modality, s.series_number, s.series_description, s.series_date,
+            s.series_time, _now()), f"series {s.series_instance_uid}")
+
+    def _find_or_insert(self, select: str, key: tuple[Any, ...], insert: str, values: tuple[Any, ...],
+                        what: str) -> int:
+        """The id of the row ``select`` finds, else of the row ``insert`` (``ON CONFLICT DO NOTHING``) adds.
+
+        The new id comes from the insert itself (SQLite's ``lastrowid``, PostgreSQL's ``RETURNING id``); only when
+        a concurrent writer inserted the row first is it read back.
+        """
+        row = self._one(select, key)
+        if row is not None:
+            return int(row[0])
+        cursor = self.db.execute_sql(insert, values)
+        if self.sqlite:
+            if cursor.rowcount == 1 and cursor.lastrowid:
+                return int(cursor.lastrowid)
+        else:
+            inserted = cursor.fetchone()
+            if inserted is not None:
+                return int(inserted[0])
+        row = self._one(select, key)
         if row is None:
-            self.db.execute_sql(q.insert_series, (
-                s.series_instance_uid, study_id, s.modality, s.series_number, s.series_description, s.series_date,
-                s.series_time, _now()))
-            row = self._one(q.select_series, (s.series_instance_uid,))
-            if row is None:
-                raise CatalogError(f"series {s.series_instance_uid} vanished during its insert")
+            raise CatalogError(f"{what} vanished during its insert")
         return int(row[0])
 
     @staticmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import peewee as pw
 import pytest
@@ -327,3 +329,57 @@ def test_planner_statistics_are_refreshed_as_the_catalog_grows(catalog: Catalog,
     for n in range(1000, 2000):
         catalog.add_instance(record(n, patient=f"P{n % 250:03d}", name=f"NAME{n % 250:03d}^X"))
     assert catalog.refresh_statistics() is True  # doubled
+
+
+def test_a_study_inserted_by_a_concurrent_transaction_is_read_back(catalog_url: str) -> None:
+    """Two catalogs (two processes' worth of connections) add instances of one new study at the same time.
+
+    PostgreSQL: the second insert of the study waits for the first transaction, then does nothing, returns no id and
+    the study is read back. SQLite serialises the writers, so the second one finds the study.
+    """
+    first, second = Catalog.open(catalog_url), Catalog.open(catalog_url)
+    try:
+        first.add_instance(record(1, study=1))  # the patient exists and is committed
+        inside, go = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            inside.set()
+            assert go.wait(30)
+
+        results: dict[str, Any] = {}
+
+        def add(name: str, cat: Catalog, rec: InstanceRecord, **kw: Any) -> None:
+            try:
+                results[name] = cat.add_instance(rec, **kw)
+            except BaseException as exc:  # reported by the assertion below
+                results[name] = exc
+
+        a = threading.Thread(target=add, args=("a", first, record(2, study=5)), kwargs={"before_commit": hold})
+        a.start()
+        assert inside.wait(30)  # study 5 is inserted, not committed
+        selects: list[str] = []
+        real_one = second._one
+
+        def one(sql: str, params: tuple[Any, ...]) -> Any:
+            selects.append(sql)
+            return real_one(sql, params)
+
+        second._one = one  # type: ignore[method-assign]
+        b = threading.Thread(target=add, args=("b", second, record(3, study=5)))
+        b.start()
+        time.sleep(0.3)  # the second writer is waiting (on the study's unique key, or on the writer lock)
+        go.set()
+        a.join(30)
+        b.join(30)
+        assert [getattr(results[k], "status", results[k]) for k in "ab"] == ["stored", "stored"]
+        m = first.models
+        study_ids = {row.series.study_id for row in m.Instance.select().where(
+            m.Instance.sop_instance_uid.in_(["1.2.3.5.1.2", "1.2.3.5.1.3"]))}
+        assert len(study_ids) == 1
+        assert first.stats().studies == 2
+        # PostgreSQL: looked for, inserted (nothing: the other's was there by then), read back. SQLite: found.
+        study_selects = [sql for sql in selects if sql == second._sql().select_study]
+        assert len(study_selects) == (1 if second.sqlite else 2)
+    finally:
+        first.close()
+        second.close()
