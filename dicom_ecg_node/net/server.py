@@ -460,7 +460,7 @@ class DicomNode:
             self._thread.join()
         deadline = time.monotonic() + grace_s
         for light in (server.light, tls_server.light if tls_server is not None else None):
-            if light is not None:  # query associations served on their own thread (net/lightassoc.py)
+            if light is not None:  # associations served on their connection's thread (net/lightassoc.py)
                 light.stop(max(0.0, deadline - time.monotonic()))
         for assoc in active:
             assoc.join(max(0.0, deadline - time.monotonic()))
