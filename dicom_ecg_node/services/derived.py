@@ -2,7 +2,7 @@
 
 One process runs it for a node: the serving process itself (``workers = 1``: store listener + catalog catch-up,
 :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`), or, with worker processes, the parent, which polls the
-catalog. Why the parent: a worker's Python threads share one GIL, so derived work run beside the stores of the same
+catalog and waits for a lull in the stores (at most :data:`~dicom_ecg_node.services.dispatch.LULL_MAX_S`). Why the parent: a worker's Python threads share one GIL, so derived work run beside the stores of the same
 worker delayed each C-STORE response by about as much as it ran (measured here: ~1.2 ms of GIL per stored ECG).
 The parent is otherwise idle and has its own interpreter; the catalog is the journal either way
 (:func:`~dicom_ecg_node.services.clocks.unobserved_instances`), so nothing depends on which process stored.
@@ -127,8 +127,18 @@ def derived_work(catalog: Catalog, archive: Archive, config: NodeConfig, *, poll
         # Reconciliation first; the clock observation's row marks the work done (see unobserved_instances).
         [reconcile.on_store, clocks.observe, StatisticsRefresher(catalog)], pending=pending, is_pending=is_pending,
         poll_s=POLL_S if poll else None, probe=(lambda: _catalog_version(catalog)) if poll else None,
+        activity=(lambda: _newest_instance(catalog)) if poll else None,
         lock_path=Path(config.data_dir) / ".derived-work.lock")
     return DerivedWork(clocks, reconcile, dispatcher)
+
+
+def _newest_instance(catalog: Catalog) -> Any:
+    """The highest instance id: the dispatcher waits while it keeps changing (stores arriving)."""
+    import peewee as pw
+
+    m = catalog.models
+    with catalog._connection():
+        return m.Instance.select(pw.fn.MAX(m.Instance.id)).scalar()
 
 
 def _catalog_version(catalog: Catalog) -> tuple[Any, ...]:

@@ -30,6 +30,14 @@ Yielding to stores
     would slow each store by about as much as it did on the store thread. A queued entry therefore waits until
     no store has been queued for :data:`QUIET_S`, at most :data:`MAX_DELAY_S` or until the queue is half full.
 
+Waiting for a lull (the parent of worker processes)
+    A process that finds other processes' stores in the catalog (``poll_s``) gets no queue to yield on; it reads
+    ``activity`` (the newest stored instance) at each poll instead, and while that keeps changing it waits, up
+    to ``lull_max_s``, before a pass. Running beside a burst of stores it slowed them although it had a core of
+    its own: measured here, DCMTK ``storescu`` over 4 associations into 2 workers gained 10-18% with the pass
+    held back to the end of the burst. Under load that lasts longer than ``lull_max_s`` a pass runs anyway, and
+    the deferral starts again after it: the work is batched, never dropped.
+
 Stop
     :meth:`StoreDispatcher.stop` lets the thread drain the queue for up to ``grace_s`` seconds; whatever is left is
     caught up at the next start.
@@ -71,6 +79,8 @@ _POLL_S = 0.5
 QUIET_S = 0.02
 #: ...or once the entry has waited this long, or the queue is half full (so work is delayed, never starved).
 MAX_DELAY_S = 2.0
+#: A polling process waits at most this long for a lull in the stores before a pass (see the module notes).
+LULL_MAX_S = 30.0
 
 
 class StoreDispatcher:
@@ -98,6 +108,11 @@ class StoreDispatcher:
     probe : callable, optional
         With ``poll_s``: a cheap catalog reading that changes whenever there may be new work; a poll that reads
         the value the last completed pass started from is skipped.
+    activity : callable, optional
+        With ``poll_s``: a cheap catalog reading that changes whenever an instance is stored; while it changes from
+        one poll to the next, passes wait (see "Waiting for a lull" in the module notes).
+    lull_max_s : float
+        Longest wait for a lull, seconds, counted from the first poll that found stores arriving.
     name : str
         Thread name.
     """
@@ -105,11 +120,16 @@ class StoreDispatcher:
     def __init__(self, listeners: Sequence[Listener], *, pending: Pending | None = None,
                  is_pending: Callable[[StoreOutcome], bool] | None = None, queue_size: int = QUEUE_SIZE,
                  settle_s: float = 0.0, lock_path: Path | None = None, poll_s: float | None = None,
-                 probe: Callable[[], object] | None = None, name: str = "ecg-node-dispatch") -> None:
+                 probe: Callable[[], object] | None = None, activity: Callable[[], object] | None = None,
+                 lull_max_s: float = LULL_MAX_S, name: str = "ecg-node-dispatch") -> None:
         self.listeners = list(listeners)
         self.poll_s = poll_s
         self.probe = probe
         self._probed: object = None  # the probe's value when the last complete pass started
+        self.activity = activity
+        self.lull_max_s = lull_max_s
+        self._activity_seen: object = None  # activity's value at the last poll
+        self._waiting_since: float | None = None  # monotonic time of the first poll that found stores arriving
         self.pending = pending
         self.is_pending = is_pending
         self.settle_s = settle_s
@@ -237,13 +257,34 @@ class StoreDispatcher:
             try:
                 item = self._queue.get(timeout=_POLL_S if self.poll_s is None else self.poll_s)
             except queue.Empty:
-                if self.poll_s is not None:
+                if self.poll_s is not None and self._lull():
                     with self._lock:
                         self._want_catch_up_locked()
                 continue
             if item is not None:
                 self._yield_to_stores(item[0])
                 self._run_queued(item[1])
+
+    def _lull(self) -> bool:
+        """A poll: whether a pass may run now (no store since the last poll, or waited ``lull_max_s`` already)."""
+        if self.activity is None:
+            return True
+        try:
+            seen = self.activity()
+        except Exception:
+            log.exception("derived work: reading the catalog's activity failed; not waiting for a lull")
+            return True
+        now = time.monotonic()
+        arriving, self._activity_seen = seen != self._activity_seen, seen
+        if not arriving:
+            self._waiting_since = None
+            return True
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if now - self._waiting_since >= self.lull_max_s:
+            self._waiting_since = None  # a pass now; the next burst waits afresh
+            return True
+        return False
 
     def _yield_to_stores(self, queued_at: float) -> None:
         """Wait while stores keep arriving (bounded by :data:`MAX_DELAY_S` and a half-full queue).
@@ -367,4 +408,4 @@ class StoreDispatcher:
             os.close(fd)  # releases the lock
 
 
-__all__ = ["PAGE", "QUEUE_SIZE", "Listener", "Pending", "StoreDispatcher"]
+__all__ = ["LULL_MAX_S", "PAGE", "QUEUE_SIZE", "Listener", "Pending", "StoreDispatcher"]

@@ -236,3 +236,68 @@ def test_a_missing_archive_file_costs_one_warning_line(tmp_path: Path, caplog) -
     message = records[0].getMessage()
     assert outcome.sop_instance_uid in message and "header cannot be read" in message
     assert not is_observed(ingest.catalog, outcome.sop_instance_uid)  # still to do, should the file come back
+
+
+class _Catalog:
+    """What a polling dispatcher reads, kept in memory: stored outcomes and the newest stored id."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[int, StoreOutcome]] = []
+        self.arriving = True  # every reading of the activity differs from the last: stores keep coming
+        self.readings = 0
+
+    def store(self, count: int) -> None:
+        start = len(self.stored)
+        self.stored += [(k, StoreOutcome("stored", TWELVE_LEAD, f"1.2.5.{k}", "1.2.5", Path("/x"), 1, "0" * 64,
+                                         (), 0.0)) for k in range(start + 1, start + count + 1)]
+
+    def activity(self) -> int:
+        self.readings += 1
+        return self.readings if self.arriving else 0
+
+    def pending(self, after: int, before: Any, limit: int) -> list[tuple[int, StoreOutcome]]:
+        return [(k, o) for k, o in self.stored if k > after][:limit]
+
+
+def test_a_polling_dispatcher_waits_for_a_lull_in_the_stores() -> None:
+    """The parent of worker processes holds its passes back while stores arrive, and runs them at the lull."""
+    source, done = _Catalog(), []
+    dispatcher = StoreDispatcher([lambda o: done.append(o.sop_instance_uid)], pending=source.pending,
+                                 is_pending=lambda o: o.sop_instance_uid not in done, poll_s=0.02,
+                                 activity=source.activity, lull_max_s=60.0)
+    dispatcher.start()
+    try:
+        assert dispatcher.wait_idle(10.0)  # the start-up pass (nothing stored yet)
+        source.store(5)
+        poll(lambda: source.readings >= 25, what="25 polls")
+        assert done == []  # 25 polls, each saw new stores: nothing ran beside them
+        source.arriving = False
+        poll(lambda: len(done) == 5, what="the pass at the lull")
+        assert done == [f"1.2.5.{k}" for k in range(1, 6)]
+    finally:
+        dispatcher.stop(grace_s=5.0)
+
+
+def test_under_lasting_load_a_polling_dispatcher_runs_after_lull_max_s() -> None:
+    source, done = _Catalog(), []
+    ran_at: list[float] = []
+
+    def listener(outcome: StoreOutcome) -> None:
+        ran_at.append(time.monotonic())
+        done.append(outcome.sop_instance_uid)
+
+    dispatcher = StoreDispatcher([listener], pending=source.pending,
+                                 is_pending=lambda o: o.sop_instance_uid not in done, poll_s=0.02,
+                                 activity=source.activity, lull_max_s=0.5)
+    started = time.monotonic()
+    dispatcher.start()
+    try:
+        assert dispatcher.wait_idle(10.0)
+        source.store(3)
+        poll(lambda: len(done) == 3, what="the pass after lull_max_s")  # although stores never paused
+        assert ran_at[0] - started >= 0.5  # not before the longest wait, counted from the first busy poll
+        source.store(2)  # the next burst waits afresh, and is not lost
+        poll(lambda: len(done) == 5, what="the second burst's pass")
+        assert source.arriving and done == [f"1.2.5.{k}" for k in range(1, 6)]
+    finally:
+        dispatcher.stop(grace_s=5.0)
