@@ -33,9 +33,9 @@ Yielding to stores
 Waiting for a lull (the parent of worker processes)
     A process that finds other processes' stores in the catalog (``poll_s``) gets no queue to yield on; it reads
     ``activity`` (the newest stored instance) at each poll instead, and while that keeps changing it waits, up
-    to ``lull_max_s``, before a pass. Running beside a burst of stores it slowed them although it had a core of
-    its own: measured here, DCMTK ``storescu`` over 4 associations into 2 workers gained 10-18% with the pass
-    held back to the end of the burst. Under load that lasts longer than ``lull_max_s`` a pass runs anyway, and
+    to ``lull_max_s``, before a pass. Running beside a burst of stores it slowed them, although in an interpreter
+    of its own (the catalog's writer lock, the file system's journal, the cores): measured here, DCMTK
+    ``storescu`` over 4 associations into 2 workers gained 10-18% with the pass held back to the end of the burst. Under load that lasts longer than ``lull_max_s`` a pass runs anyway, and
     the deferral starts again after it: the work is batched, never dropped.
 
 Stop
