@@ -2,9 +2,10 @@
 
 One process runs it for a node: the serving process itself (``workers = 1``: store listener + catalog catch-up,
 :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`), or, with worker processes, the parent, which polls the
-catalog and waits for a lull in the stores (at most :data:`~dicom_ecg_node.services.dispatch.LULL_MAX_S`). Why the parent: a worker's Python threads share one GIL, so derived work run beside the stores of the same
-worker delayed each C-STORE response by about as much as it ran (measured here: ~1.2 ms of GIL per stored ECG).
-The parent is otherwise idle and has its own interpreter; the catalog is the journal either way
+catalog and waits for a lull in the stores (at most :data:`~dicom_ecg_node.services.dispatch.LULL_MAX_S`). Why the
+parent: a worker's Python threads share one GIL, so derived work run beside the stores of the same worker delayed
+each C-STORE response by about as much as it ran (measured here: ~1.2 ms of GIL per stored ECG). The parent is
+otherwise idle and has its own interpreter; the catalog is the journal either way
 (:func:`~dicom_ecg_node.services.clocks.unobserved_instances`), so nothing depends on which process stored.
 """
 

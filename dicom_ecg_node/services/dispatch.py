@@ -32,11 +32,11 @@ Yielding to stores
 
 Waiting for a lull (the parent of worker processes)
     A process that finds other processes' stores in the catalog (``poll_s``) gets no queue to yield on; it reads
-    ``activity`` (the newest stored instance) at each poll instead, and while that keeps changing it waits, up
-    to ``lull_max_s``, before a pass. Running beside a burst of stores it slowed them, although in an interpreter
-    of its own (the catalog's writer lock, the file system's journal, the cores): measured here, DCMTK
-    ``storescu`` over 4 associations into 2 workers gained 10-18% with the pass held back to the end of the burst. Under load that lasts longer than ``lull_max_s`` a pass runs anyway, and
-    the deferral starts again after it: the work is batched, never dropped.
+    ``activity`` (the newest stored instance) at each poll instead, and while that keeps changing it waits, up to
+    ``lull_max_s``, before a pass. Running beside a burst of stores it slowed them, although in an interpreter of
+    its own (the catalog's writer lock, the disk, the cores): measured here, DCMTK ``storescu`` over 4 associations
+    into 2 workers gained 10-18% with the pass held back to the end of the burst. Under load that lasts longer than
+    ``lull_max_s`` a pass runs anyway, and the deferral starts again after it: the work is batched, never dropped.
 
 Stop
     :meth:`StoreDispatcher.stop` lets the thread drain the queue for up to ``grace_s`` seconds; whatever is left is
