@@ -437,7 +437,8 @@ class _InsertSQL:
             select_patient=(f"SELECT id, patient_name, patient_name_norm, birth_date, sex FROM {t(m.Patient)} "
                             f"WHERE patient_id = {p} AND issuer = {p}"),
             insert_patient=insert_ignore(m.Patient, ["patient_id", "issuer", "patient_name", "patient_name_norm",
-                                                     "birth_date", "sex", "generated_id", "created_at"]),
+                                                     "birth_date", "sex", "generated_id", "created_at"],
+                                          returning=True),
             select_study=f"SELECT id FROM {t(m.Study)} WHERE study_instance_uid = {p}",
             insert_study=insert_ignore(m.Study, [
                 "study_instance_uid", "patient_id", "study_date", "study_time", "accession_number", "study_id",
@@ -595,7 +596,7 @@ class Catalog:
     # -- writes ------------------------------------------------------------------------------------------------
 
     def add_instance(self, record: InstanceRecord, *, replace: bool = False,
-                     before_commit: Callable[[], object] | None = None) -> AddResult:
+                     before_commit: Callable[[], object] | None = None, absent: bool = False) -> AddResult:
         """Insert patient/study/series/instance + groups + measurements in one transaction.
 
         Parameters
@@ -609,6 +610,10 @@ class Catalog:
             Called once the rows are written, before the commit, when the result is ``stored`` or ``replaced``:
             what the row needs before it may be committed (the file's final name made durable, on another thread
             meanwhile). An exception it raises rolls the transaction back and propagates.
+        absent : bool
+            The caller has just looked the SOP Instance UID up and found nothing: the transaction does not look
+            again. Should a concurrent writer have added it since, the instance's unique key refuses the insert and
+            the transaction is retried, looking this time.
 
         Returns
         -------
@@ -620,10 +625,10 @@ class Catalog:
             The database failed (the transaction was rolled back: nothing of ``record`` is stored).
         """
         last: Exception | None = None
-        for _ in range(_WRITE_ATTEMPTS):
+        for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self._write():
-                    result = self._add(record, replace)
+                    result = self._add(record, replace, look=not absent or attempt > 0)
                     if before_commit is not None and result.status in ("stored", "replaced"):
                         before_commit()
                     return result
@@ -668,9 +673,9 @@ class Catalog:
         # SQLite reports the new rowid on the cursor; PostgreSQL answers the statement's RETURNING id.
         return int(cursor.lastrowid if self.sqlite else cursor.fetchone()[0])
 
-    def _add(self, rec: InstanceRecord, replace: bool) -> AddResult:
+    def _add(self, rec: InstanceRecord, replace: bool, look: bool = True) -> AddResult:
         q = self._sql()
-        existing = self._one(q.select_instance, (rec.sop_instance_uid,))
+        existing = self._one(q.select_instance, (rec.sop_instance_uid,)) if look else None
         if existing is not None:
             existing_id, existing_sha, existing_path = existing
             if existing_sha == rec.sha256:
@@ -714,9 +719,13 @@ class Catalog:
         key = (p.patient_id, p.issuer)
         row = self._one(q.select_patient, key)
         if row is None:
-            # ON CONFLICT DO NOTHING: a concurrent writer may create the same patient first; read back either way.
-            self.db.execute_sql(q.insert_patient, (p.patient_id, p.issuer, p.name, normalize_person_name(p.name),
-                                                   p.birth_date, p.sex, p.generated_id, _now()))
+            # ON CONFLICT DO NOTHING: a concurrent writer may create the same patient first, and only then is its
+            # row read back (and compared); a row this insert made holds the record's own values.
+            new_id = self._inserted_id(self.db.execute_sql(q.insert_patient, (
+                p.patient_id, p.issuer, p.name, normalize_person_name(p.name), p.birth_date, p.sex, p.generated_id,
+                _now())))
+            if new_id is not None:
+                return new_id, []
             row = self._one(q.select_patient, key)
             if row is None:
                 raise CatalogError(f"patient {p.patient_id!r} vanished during its insert")
@@ -754,18 +763,20 @@ class Catalog:
         row = self._one(select, key)
         if row is not None:
             return int(row[0])
-        cursor = self.db.execute_sql(insert, values)
-        if self.sqlite:
-            if cursor.rowcount == 1 and cursor.lastrowid:
-                return int(cursor.lastrowid)
-        else:
-            inserted = cursor.fetchone()
-            if inserted is not None:
-                return int(inserted[0])
+        new_id = self._inserted_id(self.db.execute_sql(insert, values))
+        if new_id is not None:
+            return new_id
         row = self._one(select, key)
         if row is None:
             raise CatalogError(f"{what} vanished during its insert")
         return int(row[0])
+
+    def _inserted_id(self, cursor: Any) -> int | None:
+        """The id of the row an ``INSERT ... ON CONFLICT DO NOTHING`` added, ``None`` when it added none."""
+        if self.sqlite:
+            return int(cursor.lastrowid) if cursor.rowcount == 1 and cursor.lastrowid else None
+        inserted = cursor.fetchone()  # RETURNING id: no row when the conflict left the insert out
+        return None if inserted is None else int(inserted[0])
 
     @staticmethod
     def _instance_values(rec: InstanceRecord, series_id: int) -> dict[str, Any]:

@@ -565,7 +565,8 @@ class IngestService:
             placing = self._stager.submit(self.archive.place, staged_file, relative, record.sha256)
             record = replace(record, path=relative, size=staged_file.size)
             try:
-                result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result)
+                result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result,
+                                                   absent=existing is None)
             except BaseException:
                 self._unplace(placing, relative)
                 raise
@@ -579,7 +580,7 @@ class IngestService:
                 written = self.archive.write(relative, data, sha256=record.sha256)
             record = replace(record, path=relative, size=written.size)
             try:
-                result = self.catalog.add_instance(record, replace=replace_policy)
+                result = self.catalog.add_instance(record, replace=replace_policy, absent=existing is None)
             except BaseException:
                 self._discard(relative)
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -331,6 +332,46 @@ def test_planner_statistics_are_refreshed_as_the_catalog_grows(catalog: Catalog,
     assert catalog.refresh_statistics() is True  # doubled
 
 
+def _race(first: Catalog, second: Catalog, held: InstanceRecord, waiting: InstanceRecord,
+          **kw: Any) -> tuple[list[Any], list[str]]:
+    """``first`` adds ``held`` and keeps its transaction open while ``second`` adds ``waiting`` (with ``kw``).
+
+    Returns both results (or exceptions) and the SELECTs ``second`` ran.
+    """
+    inside, go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        inside.set()
+        assert go.wait(30)
+
+    results: dict[str, Any] = {}
+
+    def add(name: str, cat: Catalog, rec: InstanceRecord, **kw: Any) -> None:
+        try:
+            results[name] = cat.add_instance(rec, **kw)
+        except BaseException as exc:  # reported by the caller's assertions
+            results[name] = exc
+
+    a = threading.Thread(target=add, args=("a", first, held), kwargs={"before_commit": hold})
+    a.start()
+    assert inside.wait(30)  # the rows of ``held`` are inserted, not committed
+    selects: list[str] = []
+    real_one = second._one
+
+    def one(sql: str, params: tuple[Any, ...]) -> Any:
+        selects.append(sql)
+        return real_one(sql, params)
+
+    second._one = one  # type: ignore[method-assign]
+    b = threading.Thread(target=add, args=("b", second, waiting), kwargs=kw)
+    b.start()
+    time.sleep(0.3)  # the second writer is waiting (on the unique key, or on the writer lock)
+    go.set()
+    a.join(30)
+    b.join(30)
+    return [results["a"], results["b"]], selects
+
+
 def test_a_study_inserted_by_a_concurrent_transaction_is_read_back(catalog_url: str) -> None:
     """Two catalogs (two processes' worth of connections) add instances of one new study at the same time.
 
@@ -340,38 +381,8 @@ def test_a_study_inserted_by_a_concurrent_transaction_is_read_back(catalog_url: 
     first, second = Catalog.open(catalog_url), Catalog.open(catalog_url)
     try:
         first.add_instance(record(1, study=1))  # the patient exists and is committed
-        inside, go = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            inside.set()
-            assert go.wait(30)
-
-        results: dict[str, Any] = {}
-
-        def add(name: str, cat: Catalog, rec: InstanceRecord, **kw: Any) -> None:
-            try:
-                results[name] = cat.add_instance(rec, **kw)
-            except BaseException as exc:  # reported by the assertion below
-                results[name] = exc
-
-        a = threading.Thread(target=add, args=("a", first, record(2, study=5)), kwargs={"before_commit": hold})
-        a.start()
-        assert inside.wait(30)  # study 5 is inserted, not committed
-        selects: list[str] = []
-        real_one = second._one
-
-        def one(sql: str, params: tuple[Any, ...]) -> Any:
-            selects.append(sql)
-            return real_one(sql, params)
-
-        second._one = one  # type: ignore[method-assign]
-        b = threading.Thread(target=add, args=("b", second, record(3, study=5)))
-        b.start()
-        time.sleep(0.3)  # the second writer is waiting (on the study's unique key, or on the writer lock)
-        go.set()
-        a.join(30)
-        b.join(30)
-        assert [getattr(results[k], "status", results[k]) for k in "ab"] == ["stored", "stored"]
+        results, selects = _race(first, second, record(2, study=5), record(3, study=5))
+        assert [getattr(r, "status", r) for r in results] == ["stored", "stored"]
         m = first.models
         study_ids = {row.series.study_id for row in m.Instance.select().where(
             m.Instance.sop_instance_uid.in_(["1.2.3.5.1.2", "1.2.3.5.1.3"]))}
@@ -380,6 +391,54 @@ def test_a_study_inserted_by_a_concurrent_transaction_is_read_back(catalog_url: 
         # PostgreSQL: looked for, inserted (nothing: the other's was there by then), read back. SQLite: found.
         study_selects = [sql for sql in selects if sql == second._sql().select_study]
         assert len(study_selects) == (1 if second.sqlite else 2)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_patient_inserted_by_a_concurrent_transaction_is_read_back_and_compared(catalog_url: str) -> None:
+    """A new patient's id comes from its insert; one a concurrent transaction inserted first is read back, and its
+    demographics are compared with the record's (a different name is a conflict, as for any known patient)."""
+    first, second = Catalog.open(catalog_url), Catalog.open(catalog_url)
+    try:
+        results, selects = _race(first, second, record(2, study=5, patient="PNEW", name="Doe^Jane"),
+                                 record(3, study=6, patient="PNEW", name="Roe^Rita"))
+        assert [getattr(r, "status", r) for r in results] == ["stored", "stored"]
+        assert results[0].conflicts == () and results[1].conflicts == ("PatientName",)
+        m = first.models
+        assert m.Patient.select().where(m.Patient.patient_id == "PNEW").count() == 1
+        patient_ids = {row.series.study.patient_id for row in m.Instance.select()}
+        assert len(patient_ids) == 1
+        # PostgreSQL: looked for, inserted (nothing), read back. SQLite: found.
+        patient_selects = [sql for sql in selects if sql == second._sql().select_patient]
+        assert len(patient_selects) == (1 if second.sqlite else 2)
+        # And a patient this catalog inserts itself is not read back: looked for once.
+        selects.clear()
+        assert second.add_instance(record(4, study=7, patient="PTHIRD")).status == "stored"
+        assert [sql for sql in selects if sql == second._sql().select_patient] == [second._sql().select_patient]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_instance_said_absent_but_added_meanwhile_is_found_on_the_retry(catalog_url: str) -> None:
+    """``absent=True`` skips the transaction's look-up; a concurrent writer's row makes the insert fail its unique
+    key, and the retry looks: the same content is a duplicate, other content a conflict, and nothing is doubled."""
+    first, second = Catalog.open(catalog_url), Catalog.open(catalog_url)
+    try:
+        results, selects = _race(first, second, record(2, study=5), replace(record(2, study=5), path="archive/x"),
+                                 absent=True)
+        assert [getattr(r, "status", r) for r in results] == ["stored", "duplicate"]
+        assert results[1].path == "archive/00/00/2.dcm"  # the committed row's file, not the second writer's
+        assert selects.count(second._sql().select_instance) == 1  # on the retry only
+        results, _ = _race(first, second, record(3, study=5), record(3, study=5, sha="f" * 64), absent=True)
+        assert [getattr(r, "status", r) for r in results] == ["stored", "conflict"]
+        m = first.models
+        assert m.Instance.select().count() == 2
+        assert m.Patient.select().count() == 1 and m.Study.select().count() == 1
+        selects.clear()
+        assert second.add_instance(record(4, study=5), absent=True).status == "stored"
+        assert second._sql().select_instance not in selects  # no concurrent writer: not looked up at all
     finally:
         first.close()
         second.close()
