@@ -184,17 +184,22 @@ def _atomic_write(target: Path, data: bytes | Iterable[bytes], *, overwrite: boo
     h = None if sha256 is not None and isinstance(data, bytes) else hashlib.sha256()
     chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
     size = _write_new(tmp, chunks, h)
+    linked = False
     try:
         if overwrite:
             os.replace(tmp, target)
         else:
             # link() fails with EEXIST instead of silently replacing an existing file (rename would clobber).
             os.link(tmp, target)
+            linked = True
             os.unlink(tmp)
         fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if linked:  # the new name is not durable, so it is not reported written: take it back
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
         raise
     return size, h.hexdigest() if h is not None else sha256  # type: ignore[return-value]
 
@@ -452,6 +457,7 @@ class Archive:
             The staged file is left for the caller to :meth:`discard`.
         """
         target = self.resolve(relative)
+        linked = False
         try:
             try:
                 os.link(staged.path, target)
@@ -460,10 +466,14 @@ class Archive:
                     raise
                 ensure_dir(target.parent)
                 os.link(staged.path, target)
+            linked = True
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged.path)  # no fsync of .staging: a name that comes back after a crash is cleaned
             fsync_dir(target.parent)
         except OSError as exc:
+            if linked:  # the final name is not durable, so no row may name it: take it back (no orphan)
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
             raise _os_error(exc, f"writing {relative}") from exc
         return WriteResult(target, relative, staged.size, sha256)
 

@@ -602,7 +602,7 @@ class IngestService:
         """Undo a placement whose row is not committed: once it has finished, remove the file at ``relative``.
 
         The name has a random token, so whatever is there is this store's (a placement that failed after the link
-        left it too); the staged name of a placement that failed before is removed by :meth:`_release`.
+        has taken it back itself); the staged name of a placement that failed before is removed by :meth:`_release`.
         """
         with contextlib.suppress(Exception):  # its error, if any, is the store's (raised by before_commit)
             placing.result()

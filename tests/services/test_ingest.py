@@ -382,6 +382,30 @@ def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, 
     assert [name.startswith("ecg-node-stage") for name in placed_by] == ([helper] * 2 if via == "c-store" else [])
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestService, via: str, overlap: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final name is linked, then the directory ``fsync`` fails (EIO, injected there: a disk error cannot be
+    made on demand): ArchiveError, no row, no file under any name, and the object in quarantine."""
+    import errno
+
+    real_fsync_dir = archive_module.fsync_dir
+    archive_root = service.archive.root
+
+    def fsync_dir(path: Path) -> None:
+        if Path(path).is_relative_to(archive_root):
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(archive_module, "fsync_dir", fsync_dir)
+    with pytest.raises(ArchiveError, match="injected"):
+        store(service, synth(sop_instance_uid=generate_uid()), via=via, overlap=overlap)
+    st = service.catalog.stats()
+    assert (st.patients, st.studies, st.instances) == (0, 0, 0)
+    assert archived(service) == [] and leftovers(service.config.data_dir) == []
+    assert service.quarantine.entries()[0].reason["error"] == "ArchiveError"
+
+
 def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
