@@ -208,6 +208,8 @@ class _LightDUL:
         self._sock = sock
         self._out: list[bytes] = []
         self._size = 0
+        # One whole PDU at a time on the wire: the node's stop sends its A-ABORT from another thread.
+        self._send_lock = threading.Lock()
 
     def send_pdu(self, primitive: Any) -> None:
         """Queue a P-DATA primitive as a P-DATA-TF PDU; between answers, look at what the peer sent.
@@ -236,9 +238,15 @@ class _LightDUL:
         data = b"".join(self._out)
         self._out, self._size = [], 0
         try:
-            self._sock.sendall(data)
+            with self._send_lock:
+                self._sock.sendall(data)
         except OSError as exc:
             self._assoc.connection_lost(exc)
+
+    def send_now(self, data: bytes) -> None:
+        """Send ``data`` (a whole PDU) from any thread, between the serving thread's PDUs; errors are ignored."""
+        with self._send_lock, contextlib.suppress(OSError):
+            self._sock.sendall(data)
 
 
 class LightAssociation:
@@ -742,7 +750,11 @@ class LightRegistry:
         return request, result, accept_pdu(request, result, ae)
 
     def stop(self, grace_s: float) -> None:
-        """Wait up to ``grace_s`` for running light associations, then close their connections."""
+        """Wait up to ``grace_s`` for running light associations, then abort them.
+
+        As pynetdicom's server does with its own: an A-ABORT (PS3.8 9.3.8, source 0, the node as service user),
+        then the connection is shut down, which also wakes the serving thread from its read.
+        """
         deadline = time.monotonic() + grace_s
         while self.count() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -750,6 +762,10 @@ class LightRegistry:
             left = list(self._active)
         for assoc in left:
             log.warning("aborting association with %r still running after %.0f s", assoc.requestor.ae_title, grace_s)
+            assoc.kill()
+            pdu = A_ABORT_RQ()
+            pdu.source, pdu.reason_diagnostic = 0x00, 0x00
+            assoc.dul.send_now(pdu.encode())
             with contextlib.suppress(OSError):
                 assoc._sock.shutdown(socket.SHUT_RDWR)
 

@@ -242,6 +242,26 @@ def test_stop_waits_for_a_running_light_association_then_closes_it(node_factory)
     assert not assoc.is_established
 
 
+def test_stop_sends_an_a_abort_to_an_association_still_open_after_the_grace_time(node_factory) -> None:
+    """As pynetdicom's server does: the peer is told (A-ABORT, source 0: the node as service user), not just cut."""
+    import threading
+
+    node = node_factory()
+    light = _light(node)
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(_request_bytes(node))
+        assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC; then the peer stays silent
+        stopper = threading.Thread(target=node.node.stop, kwargs={"grace_s": 0.5})
+        stopper.start()
+        received = b""
+        while chunk := sock.recv(100):
+            received += chunk
+        stopper.join(10)
+    # A-ABORT (type 07, length 4: reserved, reserved, source 0, reason 0), then the connection closed.
+    assert received == b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+    assert light.count() == 0
+
+
 def test_release_response_bytes_are_pynetdicoms(node: RunningNode) -> None:
     """The constant A-RELEASE-RP (PS3.8 9.3.7) is what pynetdicom encodes, and a real release receives it."""
     from pynetdicom.pdu import A_RELEASE_RP
