@@ -275,7 +275,11 @@ class AssociationGuard:
         """Audit one C-STORE: who, patient, study, SOP instance, and the outcome (or the refusal)."""
         grant = self._grants.get(event.assoc)
         address, port = _peer_address(event.assoc)
-        patient_id, patient_name, study = store_subject(data) if data else (None, None, None)
+        if outcome is not None and (outcome.patient_id or outcome.patient_name):
+            # What the ingest service read from the object; a refusal's bytes are scanned for it instead.
+            patient_id, patient_name, study = outcome.patient_id, outcome.patient_name, outcome.study_instance_uid
+        else:
+            patient_id, patient_name, study = store_subject(data) if data else (None, None, None)
         self._record("store", outcome="success" if error is None else "failure",
                      ae=grant.ae_title if grant else None, address=f"{address}:{port}",
                      user=grant.username if grant else None, reason=None if error is None else str(error)[:300],

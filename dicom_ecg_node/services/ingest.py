@@ -111,6 +111,9 @@ class StoreOutcome:
     warnings : tuple of str
         Rules the object breaks without its meaning being in doubt (decoder and identity checks).
     elapsed_ms : float
+    patient_id, patient_name : str or None
+        As the object names them (``None`` when absent; a generated ID is not the object's); ``None`` in outcomes
+        rebuilt from the catalog.
     """
 
     status: Literal["stored", "duplicate", "replaced"]
@@ -122,6 +125,8 @@ class StoreOutcome:
     sha256: str
     warnings: tuple[str, ...]
     elapsed_ms: float
+    patient_id: str | None = None
+    patient_name: str | None = None
 
 
 def validate_uid(value: Any, keyword: str) -> str:
@@ -521,9 +526,11 @@ class IngestService:
 
     def _outcome(self, status: Literal["stored", "duplicate", "replaced"], record: InstanceRecord, path: str,
                  sha256: str, start: float) -> StoreOutcome:
+        patient = record.patient
         return StoreOutcome(status, record.sop_class_uid, record.sop_instance_uid, record.study.study_instance_uid,
                             self.archive.resolve(path), record.size, sha256, record.warnings,
-                            (time.perf_counter() - start) * 1000.0)
+                            (time.perf_counter() - start) * 1000.0,
+                            None if patient.generated_id else patient.patient_id, patient.name)
 
     def _release(self, staged: Future[Staged] | None) -> None:
         """Wait for a staging write that will not be named and remove its file."""
