@@ -7,8 +7,11 @@ MB/s, the receiver's peak RSS, the CPU time per file of the receiver (all its pr
 ratios of (a) to (b) and (c).
 
 The node runs with one receiving process per core (``--workers 0``, as the README advises for throughput) for
-every association count: one association is served by one worker while the parent process does the derived work
-(clock observation, reconciliation) that ``--workers 1`` would do in the serving process.
+every association count: one association is served by one worker, and the parent process does the derived work
+(clock observation, reconciliation) that ``--workers 1`` would do in the serving process. The parent waits for a
+lull in the stores (services/dispatch.py, at most 30 s): in a run of this length that work starts after the last
+file, so the CPU per file counts the stores only (what the receiver stopped before doing is caught up at the
+node's next start, from the catalog).
 
 With ``--rounds N`` every receiver is measured N times, the receivers taking turns (node, DCMTK, pynetdicom, node,
 ...), and the medians and the median of the per-round ratios are printed: on a shared machine one sequential pass
