@@ -148,8 +148,7 @@ def _catalog_version(catalog: Catalog) -> tuple[Any, ...]:
 
     m = catalog.models
     with catalog._connection():
-        return (m.Instance.select(pw.fn.MAX(m.Instance.id)).scalar(),
-                m.ClockObservation.select(pw.fn.MAX(m.ClockObservation.id)).scalar())
+        return _newest_instance(catalog), m.ClockObservation.select(pw.fn.MAX(m.ClockObservation.id)).scalar()
 
 
 __all__ = ["POLL_S", "STATISTICS_EVERY", "DerivedWork", "StatisticsRefresher", "derived_work", "refresh_statistics"]
