@@ -97,8 +97,9 @@ def make_config(tmp_path: Path, **overrides: object) -> Any:
 
     # accept_unknown: most tests call from ad-hoc AE titles; tests/security checks the refusing default explicitly.
     # No per-peer limit: every test peer is 127.0.0.1 (tests/security sets one explicitly).
+    # No fan-out made ahead (see the ``lean_archives`` fixture in conftest.py).
     values: dict[str, object] = {"data_dir": tmp_path / "data", "host": "127.0.0.1", "port": 0, "aet": "ECGNODE",
-                                 "accept_unknown": True, "max_associations_per_peer": 0}
+                                 "accept_unknown": True, "max_associations_per_peer": 0, "prepare_archive": False}
     values.update(overrides)
     return load_config(environ={}, **values)
 

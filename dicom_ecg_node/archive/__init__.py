@@ -4,7 +4,8 @@ Placement
     A file's path is derived from the *validated* SOP Instance UID, hashed, never from the peer's string itself:
     ``archive/ab/c/<sha256(uid)>.<token>.dcm`` where ``ab`` and ``c`` are the first hex digits of the hash
     (4,096 directories: ~250 files each at a million ECGs) and ``token`` is random. :meth:`Archive.create`
-    makes all of them once, so a store never creates (and ``fsync``\ s) a directory on the way; files stored
+    makes all of them once, so a store never creates (and ``fsync``\ s) a directory on the way (unless told not
+    to, for a small short-lived archive: then the first file of a directory creates it, durably); files stored
     under the earlier ``archive/ab/cd/`` layout stay where their catalog rows say. The random token means two stores
     of the same UID (a concurrent re-send, or a ``replace``) never share a file, so the catalog row alone says
     which file is current and a failed store can always delete *its own* file without touching another's.
@@ -150,7 +151,7 @@ def _write_new(path: Path, chunks: Iterable[bytes], h: Any) -> int:
     size = 0
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileNotFoundError:  # a directory outside the pre-created fan-out, or one removed since
+    except FileNotFoundError:  # a directory not created ahead (or removed since), or of an earlier layout
         ensure_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -276,14 +277,20 @@ class Archive:
         self._spares: deque[tuple[Path, int, float]] = deque()
         self._spares_lock = threading.Lock()
 
-    def create(self) -> None:
+    def create(self, *, fan_out: bool = True) -> None:
         """Create the archive root and its fan-out directories, each ``fsync``-ed into its parent (idempotent).
 
-        About 0.2 s and 17 MB of directory blocks the first time; a later call only checks the last directory.
+        About 0.2 s and 17 MB of directory blocks (4,352 directories) the first time; a later call only checks the
+        last directory.
+
+        Parameters
+        ----------
+        fan_out : bool
+            ``False``: only the root and ``.staging``; a store then creates its file's directory when it is missing.
         """
         try:
             ensure_dir(self.root / STAGING)
-            if (self.root / "ff" / "f").is_dir():
+            if not fan_out or (self.root / "ff" / "f").is_dir():
                 return
             for a in range(256):
                 top = self.root / f"{a:02x}"

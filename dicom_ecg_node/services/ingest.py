@@ -261,7 +261,7 @@ class IngestService:
         except OSError as exc:
             raise ArchiveError(f"data directory {config.data_dir}: {exc.strerror}") from exc
         archive = Archive(config.data_dir)
-        archive.create()
+        archive.create(fan_out=config.prepare_archive)
         for path in archive.clean_temp():
             logger.info("removed temporary file left by an interrupted write: %s", path)
         return cls(config, Catalog.open(config.catalog_url), archive)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ DOTDOT = ["ecgtoolkit/Example.dcm", "cabolabs-dicom-waveform/Example.dcm", "cabo
 
 @pytest.fixture
 def config(tmp_path: Path, catalog_url: str) -> NodeConfig:
-    return NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url)
+    return NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url, prepare_archive=False)
 
 
 @pytest.fixture
@@ -368,7 +369,7 @@ def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, 
     uid = str(read_object(data).media_storage_sop_instance_uid)
     digest = hashlib.sha256(uid.encode()).hexdigest()
     folder = service.archive.root / digest[:2] / digest[2]
-    shutil.rmtree(folder)
+    folder.parent.mkdir(exist_ok=True)  # no fan-out made ahead here (the default would have made both)
     folder.write_bytes(b"in the way")
     with pytest.raises(ArchiveError):
         store(service, data, via=via, overlap=overlap)
@@ -415,7 +416,7 @@ def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
         pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
     try:
         # The catalog lives elsewhere: only the archive's file system is full.
-        with IngestService.open(NodeConfig(data_dir=mnt / "data", db_url=catalog_url)) as svc:
+        with IngestService.open(NodeConfig(data_dir=mnt / "data", db_url=catalog_url, prepare_archive=False)) as svc:
             data = sample("pydicom/waveform_ecg.dcm").read_bytes()  # 291 kB > 128 kB
             with pytest.raises(StorageFullError):
                 store(svc, data, via=via)
@@ -433,7 +434,13 @@ def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_archive_fan_out_is_created_once_and_used(service: IngestService) -> None:
+def test_archive_fan_out_is_created_once_and_used(config: NodeConfig) -> None:
+    config = dataclasses.replace(config, prepare_archive=True)  # the default
+    with IngestService.open(config) as service:
+        _check_fan_out(service)
+
+
+def _check_fan_out(service: IngestService) -> None:
     root = service.config.data_dir / "archive"
     leaves = [p for p in root.glob("*/*") if p.is_dir()]
     assert len(leaves) == 256 * 16
@@ -446,6 +453,26 @@ def test_archive_fan_out_is_created_once_and_used(service: IngestService) -> Non
     shutil.rmtree(root / "7f")
     written = service.archive.write("archive/7f/0/x.dcm", b"DICM", sha256="0" * 64)
     assert written.path.read_bytes() == b"DICM" and written.sha256 == "0" * 64  # the caller's digest, not rehashed
+
+
+def test_archive_without_fan_out_makes_each_folder_with_its_first_file(service: IngestService) -> None:
+    """``prepare_archive = false``: no folder ahead; a store makes its file's two folders, and then finds them."""
+    root = service.config.data_dir / "archive"
+    assert {p.name for p in root.iterdir()} == {STAGING}
+    data = synth(patient_id="LAZY1")
+    first = store(service, data)
+    digest = hashlib.sha256(first.sop_instance_uid.encode()).hexdigest()
+    assert first.path.parent == root / digest[:2] / digest[2]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()) == sorted(
+        [STAGING, digest[:2], f"{digest[:2]}/{digest[2]}"])
+    assert first.status == "stored" and first.path.read_bytes() == data
+    # A second file under the same top folder only adds its own leaf, if that is new.
+    uid = next(u for u in (f"2.25.{n}" for n in range(100_000))
+               if (h := hashlib.sha256(u.encode()).hexdigest())[:2] == digest[:2] and h[2] != digest[2])
+    second = store(service, synth(patient_id="LAZY2", sop_instance_uid=uid))
+    assert second.status == "stored" and second.path.parent.parent == root / digest[:2]
+    assert len([p for p in root.rglob("*") if p.is_dir()]) == 4
+    assert verify(service.config).ok
 
 
 def test_startup_cleans_stale_temp_files(config: NodeConfig) -> None:

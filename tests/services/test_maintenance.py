@@ -19,7 +19,7 @@ def synth(**kw: object) -> bytes:
 
 
 def test_verify_and_reindex(tmp_path: Path, catalog_url: str) -> None:
-    config = NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url)
+    config = NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url, prepare_archive=False)
     with IngestService.open(config) as svc:
         outs = [svc.store(synth(patient_id="V1", seed=i, sop_instance_uid=generate_uid()), sender_ae="CART",
                           sender_address="x") for i in range(4)]
@@ -52,7 +52,7 @@ def test_verify_and_reindex(tmp_path: Path, catalog_url: str) -> None:
 
 
 def test_full_reindex_rebuilds_a_lost_catalog(tmp_path: Path, catalog_url: str) -> None:
-    config = NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url)
+    config = NodeConfig(data_dir=tmp_path / "data", db_url=catalog_url, prepare_archive=False)
     with IngestService.open(config) as svc:
         for i in range(3):
             svc.store(synth(patient_id="F", seed=i, sop_instance_uid=generate_uid()), sender_ae="C",
