@@ -247,7 +247,8 @@ def _run_reactor(self: Association) -> None:
     """The association reactor: pynetdicom's checks, run when woken instead of every millisecond.
 
     Order and effect of each check are pynetdicom 3.0's ``Association._run_reactor``: pause checkpoint, one DIMSE
-    message, release requested, aborted, DUL thread gone, network (idle) timeout.
+    message, release requested, aborted, DUL thread gone, network (idle) timeout; one change: the idle time starts
+    again once a request has been served (see below).
     """
     wake: threading.Event = self._ecg_wake  # type: ignore[attr-defined]
     self._is_paused = False
@@ -265,6 +266,10 @@ def _run_reactor(self: Association) -> None:
         context_id, msg = self.dimse.get_msg(block=False)
         if msg:
             self._serve_request(msg, int(context_id))  # type: ignore[arg-type]
+            # The network timeout measures the peer's silence. A C-MOVE to a slow destination can keep the node
+            # busy, and the peer quietly waiting for its answers, longer than the timeout; pynetdicom then aborts
+            # the association the moment the final answer is out. The wait starts when the answer is sent.
+            self.dul._idle_timer.restart()
             busy = True  # another message may be queued already: look again before waiting
 
         if self.is_established and self.acse.is_release_requested():

@@ -30,6 +30,7 @@ class StorageSCP:
     refuse: set[str] = field(default_factory=set)
     first: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event | None = None
+    delay_s: float = 0.0  # a slow destination: each store takes this long
     server: Any = None
 
     def handle(self, event: Any) -> int:
@@ -37,6 +38,7 @@ class StorageSCP:
         self.first.set()
         if self.gate is not None:
             self.gate.wait(20)
+        time.sleep(self.delay_s)
         if uid in self.refuse:
             return 0xA700  # PS3.4 B.2.3 Refused: Out of resources
         ds = event.dataset

@@ -87,6 +87,25 @@ def test_move_patient_pending_counts_success_and_serial_order(node, storage_scp)
         assert waveform(ds) == waveform(archived(node, uid))
 
 
+def test_a_move_longer_than_the_network_timeout_does_not_end_the_association(node_factory, storage_scp):
+    """The network timeout is the peer's silence, not the node's own work: the move association, quiet while the
+    node sends to a slow destination for longer than the timeout, gets its final answer and releases normally."""
+    node = node_factory(network_timeout=1.0)
+    dest = storage_scp()
+    dest.delay_s = 0.3
+    node.node.retrieve.registry.add("VIEWER", "127.0.0.1", dest.port)
+    fill(node, 6)
+    assoc = scu(node, PatientRootQueryRetrieveInformationModelMove)
+    started = time.monotonic()
+    final, _ = list(assoc.send_c_move(ident("PATIENT", PatientID="P1"), "VIEWER",
+                                      PatientRootQueryRetrieveInformationModelMove))[-1]
+    assert time.monotonic() - started > 1.5  # six stores at 0.3 s each: longer than the timeout
+    assert (final.Status, final.NumberOfCompletedSuboperations) == (0x0000, 6)
+    assoc.release()
+    assert assoc.is_released and not assoc.is_aborted
+    assert len(dest.received) == 6
+
+
 def test_move_unknown_destination_is_a801(node):
     fill(node, 1)
     [(status, _)] = move(node, ident("PATIENT", PatientID="P1"), "NOBODY")
