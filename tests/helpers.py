@@ -154,17 +154,19 @@ def request_association(ae: Any, host: str, port: int, **kwargs: Any) -> Any:
     pynetdicom's requestor races a fast rejection: when its reactor has read the A-ASSOCIATE-RJ and closed the
     connection (PS3.8 AE-4) before the requesting thread checks that the connection is up, it reports an abort
     (seen about once in 150 immediate rejections under load). The PDUs received tell that apart from a real abort:
-    only when the node's A-ASSOCIATE-RJ did arrive is the request made again (at most three times).
+    only when the node's A-ASSOCIATE-RJ did arrive is the request made again (at most three times). The returned
+    association's ``request_attempts`` says how many requests the node saw (each one audited, for instance).
     """
     from pynetdicom import evt
     from pynetdicom.pdu import A_ASSOCIATE_RJ
 
     handlers = list(kwargs.pop("evt_handlers", None) or [])
     assoc = None
-    for _attempt in range(3):
+    for attempt in range(1, 4):
         received: list[Any] = []
         assoc = ae.associate(host, port, evt_handlers=[*handlers, (evt.EVT_PDU_RECV, _record_pdu, [received])],
                              **kwargs)
+        assoc.request_attempts = attempt
         if not (assoc.is_aborted and any(isinstance(pdu, A_ASSOCIATE_RJ) for pdu in received)):
             break
     return assoc
