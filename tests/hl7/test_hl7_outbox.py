@@ -4,6 +4,7 @@ late; ``ecg-node outbox`` shows the queue."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -47,7 +48,12 @@ class Receiver:
                                            + ctrl + b"\r"))
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does (EINVAL).
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the test receiver did not stop"
 
 
 @pytest.fixture
