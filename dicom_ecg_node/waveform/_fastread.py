@@ -81,8 +81,13 @@ _KEEP: dict[int, bool] = {**dict.fromkeys(KEEP_VALUES, False), **dict.fromkeys(K
 _KEEP_NOTHING: dict[int, bool] = {}
 #: Kept sequences whose items are read on first use when the value has a defined length: the decoder's channel
 #: cache (:class:`~dicom_ecg_node.waveform.decode.ChannelCache`) usually needs only their bytes, since a cart
-#: sends the same channel definitions, byte for byte, with every ECG.
-LAZY_SEQUENCES: frozenset[int] = frozenset({0x003A0200})  # Channel Definition Sequence
+#: sends the same channel definitions and the same annotation codes, byte for byte, with every ECG.
+LAZY_SEQUENCES: frozenset[int] = frozenset({
+    0x003A0200,  # Channel Definition Sequence
+    0x0040A043,  # Concept Name Code Sequence
+    0x0040A168,  # Concept Code Sequence
+    0x004008EA,  # Measurement Units Code Sequence
+})
 #: Past every tag: no stop.
 _NO_STOP = 0xFFFFFFFF
 
@@ -144,27 +149,31 @@ class _Charset:
 
     Items hold this instead of a reference to their enclosing item, so that an item tree has no reference cycle
     and is freed as soon as it is dropped (a cycle-free tree leaves nothing to the garbage collector, which
-    otherwise ran about once per stored object). ``own`` is set once the item's elements are read.
+    otherwise ran about once per stored object). ``own`` is set once the item's elements are read; the encoding
+    it names is converted once (the decoder asks for it for every code sequence and text value it reads).
     """
 
-    __slots__ = ("implicit", "little", "own", "up")
+    __slots__ = ("converted", "implicit", "little", "own", "up")
 
     def __init__(self, up: _Charset | str | MutableSequence[str], implicit: bool, little: bool) -> None:
         self.up = up
         self.implicit = implicit
         self.little = little
         self.own: Element | None = None
+        self.converted: str | MutableSequence[str] | None = None  # ``own`` as an encoding, once asked for
 
     def encoding(self) -> str | MutableSequence[str]:
         """The encoding pydicom's reader would use (own or inherited, PS3.5 6.1.2.5)."""
         holder: _Charset | str | MutableSequence[str] = self
         while isinstance(holder, _Charset):
             if holder.own is not None:
-                raw = _raw_element(0x00080005, holder.own, holder.implicit, holder.little)
-                encoding = convert_encodings(convert_raw_data_element(raw).value)
-                if not encoding:
-                    raise Unsupported("empty Specific Character Set")
-                return encoding
+                if holder.converted is None:
+                    raw = _raw_element(0x00080005, holder.own, holder.implicit, holder.little)
+                    encoding = convert_encodings(convert_raw_data_element(raw).value)
+                    if not encoding:
+                        raise Unsupported("empty Specific Character Set")
+                    holder.converted = encoding
+                return holder.converted
             holder = holder.up
         return holder
 

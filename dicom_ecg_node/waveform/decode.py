@@ -32,6 +32,9 @@ Channel cache
     :class:`ChannelCache`, a group whose definitions were read as bytes (:class:`~._fastread.LazyItems`) takes its
     channels and their warnings from an earlier object with the same bytes, character set, group position,
     sampling frequency and bits allocated (everything :func:`_channel` reads), without reading the items again.
+    The code sequences of annotation items (concept name, concept, measurement units) repeat the same way: the
+    same cache maps their bytes and character set to the coded concept read from them (see
+    :func:`~._annotations.parse_annotations`), so that only an item's own values (numbers, text) are read.
 Reading (speed without a second meaning)
     Bytes and paths are read by :mod:`dicom_ecg_node.waveform._fastread`, which keeps only the elements decoded
     here; a Dataset's sequences still held as raw bytes are read by it too. Whatever it does not reproduce
@@ -46,7 +49,7 @@ import re
 import struct
 import zlib
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -70,7 +73,7 @@ from dicom_ecg_node.waveform._fastread import (
     read_sequence_value,
 )
 from dicom_ecg_node.waveform._g711 import ALAW_TO_LINEAR16, MULAW_TO_LINEAR16
-from dicom_ecg_node.waveform.model import Channel, MultiplexGroup, Recording, Synchronization
+from dicom_ecg_node.waveform.model import Channel, CodedConcept, MultiplexGroup, Recording, Synchronization
 from dicom_ecg_node.waveform.sopclass import iod_violations
 
 #: Waveform Sample Interpretation -> (bits allocated, little-endian numpy dtype of the stored code),
@@ -171,22 +174,45 @@ def _is_big_endian(ds: Dataset | FastItem) -> bool:
 
 
 class ChannelCache:
-    """Decoded channels of a group by the bytes of its Channel Definition Sequence (see "Channel cache" above).
+    """Decoded channels and annotation codes by the bytes they were read from (see "Channel cache" above).
 
-    Bounded: when full it is emptied (a node hears from a bounded set of cart configurations, so it refills with
-    the ones in use). Safe to share between threads: one dictionary look-up or store per group.
+    Channels of a group are keyed by the bytes of its Channel Definition Sequence, coded concepts of annotation items
+    by the bytes of their code sequences. Bounded: each table is emptied when full (a node hears from a bounded set
+    of cart configurations and code lists, so it refills with the ones in use). Safe to share between threads: one
+    dictionary look-up or store at a time.
 
     Parameters
     ----------
     max_entries : int
+        Channel definitions kept.
+    max_concepts : int
+        Coded concepts kept.
     """
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int = 256, max_concepts: int = 4096) -> None:
         self.max_entries = max_entries
+        self.max_concepts = max_concepts
         self._entries: dict[tuple[Any, ...], tuple[tuple[Channel, ...], tuple[str, ...]]] = {}
+        self._concepts: dict[tuple[Any, ...], CodedConcept | None] = {}
 
     def __len__(self) -> int:
+        """Number of channel definitions held."""
         return len(self._entries)
+
+    @property
+    def concepts(self) -> int:
+        """Number of coded concepts held."""
+        return len(self._concepts)
+
+    def concept(self, key: tuple[Any, ...]) -> CodedConcept | Literal[False] | None:
+        """The concept stored under ``key`` (``None``: an empty code sequence), or ``False`` when not held."""
+        return self._concepts.get(key, False)
+
+    def put_concept(self, key: tuple[Any, ...], concept: CodedConcept | None) -> None:
+        """Store the concept read for ``key``."""
+        if len(self._concepts) >= self.max_concepts:
+            self._concepts.clear()
+        self._concepts[key] = concept
 
     def get(self, key: tuple[Any, ...]) -> tuple[tuple[Channel, ...], tuple[str, ...]] | None:
         """Channels and warnings stored under ``key``, or ``None``."""
@@ -822,7 +848,7 @@ def _decode(ds: Dataset | FastItem, default_zone: tzinfo | str | None, *, fast_s
     groups = [_decode_group(item, i, big_endian, start, warnings, cache) for i, item in enumerate(items)]
 
     measurements, statements, fiducials, annotation_warnings = parse_annotations(
-        _sequence_items(ds, "WaveformAnnotationSequence", fast_sequences))
+        _sequence_items(ds, "WaveformAnnotationSequence", fast_sequences), cache)
     warnings.extend(annotation_warnings)
     _check_uids(ds, warnings)
     warnings.extend(iod_violations(
