@@ -53,7 +53,7 @@ class NodeConfig:
     network_timeout, acse_timeout, dimse_timeout : float
         Seconds before an idle connection, an ACSE exchange or a DIMSE exchange times out.
     workers : int
-        Receiving processes sharing the listening port (0: one per CPU core).
+        Receiving processes sharing the listening port (0: two per CPU core).
     prepare_archive : bool
         Create the archive's 4,096 fan-out folders when the data directory is opened (default), so that no store
         creates a folder (and syncs its parent) on the way; ``False``: the first store that needs a folder creates it
@@ -188,7 +188,7 @@ class NodeConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive seconds")
         if self.workers < 0:
-            raise ConfigError(f"workers: {self.workers} must be 0 (one per core) or more")
+            raise ConfigError(f"workers: {self.workers} must be 0 (two per core) or more")
         if self.unidentified_patient not in UNIDENTIFIED_POLICIES:
             raise ConfigError(f"unidentified_patient: must be one of {', '.join(UNIDENTIFIED_POLICIES)}")
         if self.on_conflict not in CONFLICT_POLICIES:

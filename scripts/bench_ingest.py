@@ -6,7 +6,7 @@ storescp app. Each is sent the same files over 1 association and over 4 concurre
 MB/s, the receiver's peak RSS, the CPU time per file of the receiver (all its processes) and of the senders, and the
 ratios of (a) to (b) and (c).
 
-The node runs with one receiving process per core (``--workers 0``, as the README advises for throughput) for
+The node runs with two receiving processes per core (``--workers 0``, as the README advises for throughput) for
 every association count: one association is served by one worker, and the parent process does the derived work
 (clock observation, reconciliation) that ``--workers 1`` would do in the serving process. The parent waits for a
 lull in the stores (services/dispatch.py, at most 30 s): in a run of this length that work starts after the last
@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from dicom_ecg_node.net.scu import echo
+from dicom_ecg_node.net.workers import worker_count
 
 PY = sys.executable
 
@@ -149,7 +150,7 @@ def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.
     with open(log or os.devnull, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
     wait_ready(port, proc, aet)
-    if log is not None and (workers or os.cpu_count() or 1) > 1:
+    if log is not None and worker_count(workers) > 1:
         # One worker answering the echo is not enough: a worker still starting leaves every association to the
         # other (both cores are measured only once the parent says that all of them accept).
         deadline = time.monotonic() + 60
@@ -173,7 +174,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=2000, help="synthetic ECGs to send (default 2000)")
     ap.add_argument("--workers", type=int, default=0,
-                    help="ecg-node worker processes for every association count (0: one per core)")
+                    help="ecg-node worker processes for every association count (0: two per core)")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="concurrent associations to test")
     ap.add_argument("--receivers", nargs="+", default=["ecg-node", "dcmtk-storescp", "pynetdicom-storescp"])
     ap.add_argument("--rounds", type=int, default=1, help="measure each receiver this many times, taking turns")
@@ -191,7 +192,7 @@ def main() -> int:
     files = sorted(src.glob("*.dcm"))[: args.count]
     total_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"{len(files)} files, {total_mb:.1f} MB ({total_mb / len(files) * 1000:.0f} KB each); "
-          f"{os.cpu_count()} CPUs; ecg-node workers={args.workers or os.cpu_count()}")
+          f"{os.cpu_count()} CPUs; ecg-node workers={worker_count(args.workers)}")
     for streams in args.streams:
         rates: dict[str, list[float]] = {kind: [] for kind in args.receivers}
         for turn in range(max(1, args.rounds)):

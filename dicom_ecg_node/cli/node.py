@@ -38,7 +38,7 @@ def _serve_overrides(func):  # type: ignore[no-untyped-def]
     @click.option("--max-pdu", type=int, default=None, help="Maximum PDU size received, bytes (0: unlimited).")
     @click.option("--max-associations", type=int, default=None, help="Simultaneous associations (default 32).")
     @click.option("--workers", type=int, default=None,
-                  help="Receiving processes sharing the port (0: one per CPU core; default 1).")
+                  help="Receiving processes sharing the port (0: two per CPU core; default 1).")
     @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... (default INFO).")
     @click.option("--hl7-port", type=int, default=None,
                   help="HL7 v2 MLLP port for ADT and orders (default: no HL7 listener).")

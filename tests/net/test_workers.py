@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -11,6 +12,8 @@ import pytest
 from helpers import free_port, renumbered_copy, sample, start_node_process
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+
+from dicom_ecg_node.net.workers import worker_count
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +89,35 @@ def test_two_workers_store_from_four_associations(tmp_path):
         catalog.close()
     assert stored == {pydicom.dcmread(f).SOPInstanceUID for f in files}
     assert not (data_dir / "node.running").exists()
+
+
+def test_worker_count_zero_means_two_per_core():
+    cores = os.cpu_count() or 1
+    assert worker_count(0) == 2 * cores
+    assert worker_count(1) == 1 and worker_count(3) == 3
+
+
+@pytest.mark.timeout(120)
+def test_workers_zero_starts_two_processes_per_core_on_one_port(tmp_path):
+    port = free_port()
+    log = tmp_path / "node.log"
+    expected = 2 * (os.cpu_count() or 1)
+    proc = start_node_process(tmp_path / "data", port, log, "--workers", "0")
+    try:
+        deadline = time.monotonic() + 60
+        while f"all {expected} workers accepting on port {port}" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        ae = AE(ae_title="CART")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", port, ae_title="ECGNODE")
+        assert assoc.is_established
+        assert int(assoc.send_c_echo().Status) == 0
+        assoc.release()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    assert code == 0, log.read_text()
+    text = log.read_text()
+    assert f"started {expected} worker processes" in text
+    assert text.count("listening as AE") == expected
