@@ -74,6 +74,68 @@ def test_wait_is_bounded(tmp_path: Path) -> None:
     lock.close()
 
 
+def _count(database: str, counter: str, times: int, start: multiprocessing.synchronize.Event) -> None:
+    """Add 1 to the number in ``counter`` ``times`` times, each read and write under the writer lock."""
+    lock = SqliteWriterLock(database, timeout_s=30.0)
+    start.wait(30)
+    for _ in range(times):
+        with lock:
+            value = int(Path(counter).read_text())
+            time.sleep(0.0002)  # a lost update needs the other process in here meanwhile
+            Path(counter).write_text(str(value + 1))
+    lock.close()
+
+
+def test_processes_contending_never_overlap(tmp_path: Path) -> None:
+    """Three processes writing by turns, most turns waited for in the kernel's queue (the waiter thread)."""
+    db, counter = str(tmp_path / "catalog.sqlite"), tmp_path / "counter"
+    counter.write_text("0")
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    processes = [ctx.Process(target=_count, args=(db, str(counter), 150, start)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    assert counter.read_text() == "450"
+
+
+def _try_once(database: str) -> bool:
+    with open(f"{database}{LOCK_SUFFIX}", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+
+def test_a_wait_given_up_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """The waiter thread may get the lock after its writer timed out: it must release it at once."""
+    db = str(tmp_path / "catalog.sqlite")
+    lock = SqliteWriterLock(db, timeout_s=0.2)
+    with holder(db, 0.8) as other:
+        with pytest.raises(CatalogError, match="locked"), lock:
+            pass
+        other.join(30)
+    # The holder is gone; the abandoned wait took the lock when it left and must have let it go. Another
+    # process's descriptor (here: this test's own) can take it within moments.
+    deadline = time.monotonic() + 10
+    while not _try_once(db):
+        assert time.monotonic() < deadline, "the abandoned wait kept the writer lock"
+        time.sleep(0.01)
+    with lock:
+        assert not _try_once(db)  # held again, through this lock's own descriptor
+    assert _try_once(db)
+    waiters = [t for t in threading.enumerate() if t.name == "ecg-node-writer-lock"]
+    lock.close()
+    for thread in waiters:
+        thread.join(5)
+        assert not thread.is_alive()  # close() stops the idle waiter thread
+
+
 def test_threads_of_one_process_take_turns(tmp_path: Path) -> None:
     lock = SqliteWriterLock(tmp_path / "catalog.sqlite", timeout_s=5.0)
     inside = 0
