@@ -113,12 +113,16 @@ class SqliteWriterLock:
 
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise CatalogError(f"catalog writer lock {self.path}: {exc.strerror or exc}") from exc
+            self._fd = self._open()
             self._pid = os.getpid()
         return self._fd
+
+    def _open(self) -> int:
+        """A new descriptor (open file description: a lock of its own) of the lock file."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise CatalogError(f"catalog writer lock {self.path}: {exc.strerror or exc}") from exc
 
     def _lock_file(self) -> None:
         fd = self._descriptor()
@@ -146,10 +150,7 @@ class SqliteWriterLock:
     def _waiter(self) -> tuple[queue.SimpleQueue[_Wait | None], int]:
         """The waiter thread's queue and descriptor; started on first use, and again in a forked child."""
         if self._waits is None or self._waiter_pid != os.getpid():
-            try:
-                self._waiter_fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise CatalogError(f"catalog writer lock {self.path}: {exc.strerror or exc}") from exc
+            self._waiter_fd = self._open()
             self._waits = queue.SimpleQueue()
             self._waiter_pid = os.getpid()
             threading.Thread(target=self._wait_loop, args=(self._waits, self._waiter_fd),
