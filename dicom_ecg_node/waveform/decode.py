@@ -177,9 +177,12 @@ class ChannelCache:
     """Decoded channels and annotation codes by the bytes they were read from (see "Channel cache" above).
 
     Channels of a group are keyed by the bytes of its Channel Definition Sequence, coded concepts of annotation items
-    by the bytes of their code sequences. Bounded: each table is emptied when full (a node hears from a bounded set
-    of cart configurations and code lists, so it refills with the ones in use). Safe to share between threads: one
-    dictionary look-up or store at a time.
+    by the bytes of their code sequences (each key starts with those bytes). Bounded: each table is emptied when
+    full (a node hears from a bounded set of cart configurations and code lists, so it refills with the ones in
+    use), and longer byte strings than ``max_key_bytes`` (channels) or ``max_concept_bytes`` (codes) are not kept,
+    only decoded, so that unusual objects cannot make it hold more than
+    ``max_entries * max_key_bytes + max_concepts * max_concept_bytes`` of keys (8 MB by default). Safe to share
+    between threads: one dictionary look-up or store at a time.
 
     Parameters
     ----------
@@ -187,11 +190,18 @@ class ChannelCache:
         Channel definitions kept.
     max_concepts : int
         Coded concepts kept.
+    max_key_bytes : int
+        Longest Channel Definition Sequence kept (a 12-lead cart's takes 2-4 KB).
+    max_concept_bytes : int
+        Longest code sequence kept (one code item takes about 100 bytes).
     """
 
-    def __init__(self, max_entries: int = 256, max_concepts: int = 4096) -> None:
+    def __init__(self, max_entries: int = 256, max_concepts: int = 4096, max_key_bytes: int = 16384,
+                 max_concept_bytes: int = 1024) -> None:
         self.max_entries = max_entries
         self.max_concepts = max_concepts
+        self.max_key_bytes = max_key_bytes
+        self.max_concept_bytes = max_concept_bytes
         self._entries: dict[tuple[Any, ...], tuple[tuple[Channel, ...], tuple[str, ...]]] = {}
         self._concepts: dict[tuple[Any, ...], CodedConcept | None] = {}
 
@@ -209,7 +219,9 @@ class ChannelCache:
         return self._concepts.get(key, False)
 
     def put_concept(self, key: tuple[Any, ...], concept: CodedConcept | None) -> None:
-        """Store the concept read for ``key``."""
+        """Store the concept read for ``key`` (unless its bytes are longer than ``max_concept_bytes``)."""
+        if len(key[0]) > self.max_concept_bytes:
+            return
         if len(self._concepts) >= self.max_concepts:
             self._concepts.clear()
         self._concepts[key] = concept
@@ -219,7 +231,9 @@ class ChannelCache:
         return self._entries.get(key)
 
     def put(self, key: tuple[Any, ...], channels: tuple[Channel, ...], warnings: tuple[str, ...]) -> None:
-        """Store the channels read for ``key`` and the warnings reading them gave."""
+        """Store the channels read for ``key`` and their warnings (unless its bytes exceed ``max_key_bytes``)."""
+        if len(key[0]) > self.max_key_bytes:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[key] = (channels, warnings)

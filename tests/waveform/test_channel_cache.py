@@ -229,3 +229,15 @@ def test_a_full_concept_table_starts_again() -> None:
     assert cache.concepts == 1  # emptied at the fourth distinct concept, which was then kept
     rec = decode(to_file_bytes(_annotated("80"), ExplicitVRLittleEndian), channel_cache=cache)
     assert rec.measurements[0].units == "/min" and rec.statements == ["Sinus rhythm"]
+
+
+def test_long_byte_strings_are_decoded_but_not_kept() -> None:
+    """Keys are the bytes read: beyond the bounds they are decoded each time, never held (memory stays bounded)."""
+    data = to_file_bytes(_annotated("72"), ExplicitVRLittleEndian)
+    tight = ChannelCache(max_key_bytes=16, max_concept_bytes=16)
+    rec = decode(data, channel_cache=tight)
+    assert len(tight) == 0 and tight.concepts == 0
+    assert_same(rec, decode(data))
+    roomy = ChannelCache()
+    decode(data, channel_cache=roomy)
+    assert len(roomy) == 1 and roomy.concepts == 4
