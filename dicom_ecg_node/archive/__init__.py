@@ -18,10 +18,12 @@ Durability
 Staging
     A received object's name is known only once it is parsed, and its ``fsync`` (about a millisecond) need not wait
     for that: :meth:`Archive.begin_stage` writes the bytes under a temporary name in ``archive/.staging``,
-    :meth:`PendingStage.sync` ``fsync``\ s them (on another thread while the object is validated), and
+    :meth:`PendingStage.sync` ``fsync``\ s them (on another thread while the object is validated, when the node has
+    a core to spare), and
     :meth:`Archive.place` then links
     them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
-    never gets a name is removed (:meth:`Archive.discard`, or at the next start like any temporary file).
+    never gets a name is removed (:meth:`Archive.discard`, :meth:`PendingStage.abandon` when it was never
+    ``fsync``\ ed, or at the next start like any temporary file).
     Creating the staged file (a new inode and directory entry) is done ahead of the store that fills it
     (:meth:`Archive.prepare_stage`, called once the previous store has answered its sender): measured here after
     a large delete on the same file system, ``open(O_CREAT)`` took 0.7-0.9 ms (0.1 ms usually), while the sender
@@ -251,6 +253,10 @@ class PendingStage:
             raise _os_error(exc, "writing a received object") from exc
         os.close(self._fd)
         return Staged(self.path, self.size)
+
+    def abandon(self) -> None:
+        """Close and remove the file without making it durable (its object was refused before :meth:`sync`)."""
+        _close_and_remove(self._fd, self.path)
 
 
 def _close_and_remove(fd: int, path: Path) -> None:

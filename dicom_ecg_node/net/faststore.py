@@ -250,8 +250,8 @@ class _FastStoreEvent(Event):
     """pynetdicom's ``EVT_C_STORE`` event whose ``encoded_dataset()`` writes the file meta with :func:`file_meta`.
 
     ``after_response``: callables the handler leaves to run once the response is sent (the ingest service's log
-    line and listeners, see ``IngestService.store``). ``alone``: no other association is being served by this
-    process (``IngestService.store``'s ``overlap``).
+    line and listeners, see ``IngestService.store``). ``alone``: the node serves no other association, in this
+    process or (on this port) in another worker process (``IngestService.store``'s ``overlap``).
     """
 
     def __init__(self, assoc: Association, request: C_STORE, context: PresentationContext, dataset: bytes) -> None:

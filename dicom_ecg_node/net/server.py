@@ -85,6 +85,10 @@ class AcceptBalancer:
         """Record this worker's number of running associations."""
         self._loads[self._index] = running
 
+    def others(self) -> int:
+        """Associations the other workers run (as they last published), not counting those not accepting."""
+        return sum(n for i, n in enumerate(self._loads) if i != self._index and n < self.NOT_ACCEPTING)
+
     def wait_turn(self, running: int) -> None:
         """Return at once when this worker is (one of) the least loaded, else after ``defer_s`` at most."""
         deadline = time.monotonic() + self._defer_s
@@ -176,14 +180,20 @@ class NodeAssociationServer(ThreadedAssociationServer):
             client.setblocking(True)
             with self._starting_lock:
                 self._starting += 1
-            self._balancer.publish(self._running())
+            self._publish()
         if self.ssl_context:
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
         return client, address
 
     def serving(self) -> int:
-        """Associations served now: pynetdicom's (their own threads) and those on connection threads (light)."""
-        return len(self.active_associations) + self.connection_threads.busy
+        """Associations the node serves now on this port: this process's and the other workers'.
+
+        This process's are pynetdicom's (their own threads) and those on connection threads (light); the other
+        worker processes' are what they published (see :class:`AcceptBalancer`; each publishes as a connection
+        is accepted and as it ends).
+        """
+        others = self._balancer.others() if self._balancer is not None else 0
+        return len(self.active_associations) + self.connection_threads.busy + others
 
     def _running(self) -> int:
         """Associations running or about to (accepted, thread not started yet; light ones count as starting)."""
@@ -201,6 +211,7 @@ class NodeAssociationServer(ThreadedAssociationServer):
             if self._balancer is not None:
                 with self._starting_lock:
                     self._starting -= 1
+                self._publish()  # at once: the other workers' serving() counts this worker's associations
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         """Complete the TLS handshake (bounded by ``handshake_timeout``), then serve the association."""
@@ -227,8 +238,13 @@ class NodeAssociationServer(ThreadedAssociationServer):
         of a C-ECHO association here, against a 1 ms median). The interpreter's generational collector reclaims
         the reference cycles of ended associations by itself.
         """
+        self._publish()
+
+    def _publish(self) -> None:
+        """Publish this worker's load (under the lock: two threads' counts are never written out of order)."""
         if self._balancer is not None:
-            self._balancer.publish(self._running())
+            with self._starting_lock:
+                self._balancer.publish(self._running())
 
     def server_activate(self) -> None:
         """Listen, unless the socket is a shared one that already listens."""

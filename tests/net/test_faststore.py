@@ -324,6 +324,55 @@ def test_placement_overlaps_only_when_one_association_is_served(node_factory, tm
     assert asked == [True, False]
 
 
+def test_associations_of_other_workers_count_against_overlap(tmp_path: Path, monkeypatch) -> None:
+    """In worker mode, what the other workers published counts: a store overlaps only when the node is idle else.
+
+    The node here is worker 0 of two on a shared listening socket (as ``net.workers`` starts them); worker 1's
+    slot of the shared load array says what it runs (a real second process would write the same slot).
+    """
+    import multiprocessing
+
+    from helpers import make_config
+
+    from dicom_ecg_node.net.server import AcceptBalancer, DicomNode, listening_socket
+    from dicom_ecg_node.services.ingest import IngestService
+
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    loads = multiprocessing.Array("i", 2, lock=False)
+    config = make_config(tmp_path, port=port)
+    ingest = IngestService.open(config)
+    node = DicomNode(config, ingest, listeners={port: (sock, AcceptBalancer(loads, 0))})
+    node.start()
+    asked: list[bool] = []
+    real_store = ingest.store
+
+    def store(data: bytes, **kw: Any) -> Any:
+        asked.append(kw["overlap"])
+        return real_store(data, **kw)
+
+    monkeypatch.setattr(ingest, "store", store)
+    try:
+        ae = AE(ae_title="CART")
+        first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
+        ae.add_requested_context(pydicom.dcmread(first).SOPClassUID, ExplicitVRLittleEndian)
+        for other_worker in (0, 1, AcceptBalancer.NOT_ACCEPTING, 2):
+            loads[1] = other_worker
+            assoc = ae.associate("127.0.0.1", port, ae_title=config.aet)
+            assert assoc.is_established
+            try:
+                assert loads[0] == 1  # this worker published its association as it accepted it
+                data = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"{other_worker}.dcm")
+                assert assoc.send_c_store(data).Status == 0x0000
+            finally:
+                assoc.release()
+    finally:
+        node.stop(grace_s=5)
+        ingest.close()
+        sock.close()
+    assert asked == [True, False, True, False]
+
+
 @pytest.mark.parametrize("association", ["light", "pynetdicom"])
 def test_a_pdu_longer_than_announced_is_aborted_not_buffered(node_factory, tmp_path: Path, association: str,
                                                              caplog: pytest.LogCaptureFixture) -> None:

@@ -384,6 +384,35 @@ def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, 
 
 
 @pytest.mark.parametrize("overlap", [False, True])
+def test_staged_bytes_are_synced_on_the_helper_only_when_alone(service: IngestService, overlap: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C-STORE's staged bytes are ``fsync``-ed on the helper thread, while the object is validated, only with
+    ``overlap`` (the node serves no other association); otherwise by the storing thread once the object is valid,
+    so that a refused object's bytes are removed without ever being made durable."""
+    synced_by: list[str] = []
+    real_sync = archive_module.PendingStage.sync
+
+    def sync(self: archive_module.PendingStage) -> archive_module.Staged:
+        synced_by.append(threading.current_thread().name)
+        return real_sync(self)
+
+    monkeypatch.setattr(archive_module.PendingStage, "sync", sync)
+    data = synth(sop_instance_uid=generate_uid())
+    out = store(service, data, via="c-store", overlap=overlap)
+    assert out.status == "stored" and out.path.read_bytes() == data
+    # Refused after staging: the request names another SOP Instance UID than the dataset's.
+    other = generate_uid()
+    with pytest.raises(DatasetError, match="request said"):
+        store(service, synth(sop_instance_uid=generate_uid()), via="c-store", overlap=overlap,
+              expected_sop_instance_uid=other)
+    on_helper = [name.startswith("ecg-node-stage") for name in synced_by]
+    assert on_helper == ([True, True] if overlap else [False])
+    assert archived(service) == [out.path.relative_to(service.config.data_dir).as_posix()]
+    assert leftovers(service.config.data_dir) == []
+    assert service.catalog.find_instance_file(other) is None
+
+
+@pytest.mark.parametrize("overlap", [False, True])
 def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestService, via: str, overlap: bool,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The final name is linked, then the directory ``fsync`` fails (EIO, injected there: a disk error cannot be
