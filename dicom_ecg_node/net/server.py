@@ -154,6 +154,8 @@ class NodeAssociationServer(ThreadedAssociationServer):
         # Connections accepted whose association thread is not running yet (not in active_associations).
         self._starting = 0
         self._starting_lock = threading.Lock()
+        # Set once the socket is closed: a connection that ends later must not publish over NOT_ACCEPTING.
+        self._stopped_accepting = False
         if self._balancer is not None:
             self._balancer.publish(0)  # listening: the others may leave connections to this worker from now on
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
@@ -244,7 +246,8 @@ class NodeAssociationServer(ThreadedAssociationServer):
         """Publish this worker's load (under the lock: two threads' counts are never written out of order)."""
         if self._balancer is not None:
             with self._starting_lock:
-                self._balancer.publish(self._running())
+                if not self._stopped_accepting:
+                    self._balancer.publish(self._running())
 
     def server_activate(self) -> None:
         """Listen, unless the socket is a shared one that already listens."""
@@ -256,7 +259,9 @@ class NodeAssociationServer(ThreadedAssociationServer):
         self.connection_threads.close()
         if self._listen_socket is not None:
             if self._balancer is not None:
-                self._balancer.publish(AcceptBalancer.NOT_ACCEPTING)
+                with self._starting_lock:
+                    self._stopped_accepting = True
+                    self._balancer.publish(AcceptBalancer.NOT_ACCEPTING)
             self.socket.close()
             return
         super().server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -324,11 +325,12 @@ def test_placement_overlaps_only_when_one_association_is_served(node_factory, tm
     assert asked == [True, False]
 
 
-def test_associations_of_other_workers_count_against_overlap(tmp_path: Path, monkeypatch) -> None:
-    """In worker mode, what the other workers published counts: a store overlaps only when the node is idle else.
+@pytest.fixture
+def worker_zero(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """A node started as worker 0 of two on a shared listening socket, as ``net.workers`` starts them.
 
-    The node here is worker 0 of two on a shared listening socket (as ``net.workers`` starts them); worker 1's
-    slot of the shared load array says what it runs (a real second process would write the same slot).
+    ``loads`` is the shared load array: slot 1 stands for the other worker (a real second process would write
+    the same slot). ``node.stop`` is left to the test or done at the end.
     """
     import multiprocessing
 
@@ -344,33 +346,68 @@ def test_associations_of_other_workers_count_against_overlap(tmp_path: Path, mon
     ingest = IngestService.open(config)
     node = DicomNode(config, ingest, listeners={port: (sock, AcceptBalancer(loads, 0))})
     node.start()
+    try:
+        yield SimpleNamespace(port=port, aet=config.aet, loads=loads, node=node, ingest=ingest)
+    finally:
+        node.stop(grace_s=5)
+        ingest.close()
+        sock.close()
+
+
+def test_associations_of_other_workers_count_against_overlap(worker_zero: SimpleNamespace, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """In worker mode what the other workers published counts: a store overlaps only when the node is idle else."""
+    from dicom_ecg_node.net.server import AcceptBalancer
+
+    w = worker_zero
     asked: list[bool] = []
-    real_store = ingest.store
+    real_store = w.ingest.store
 
     def store(data: bytes, **kw: Any) -> Any:
         asked.append(kw["overlap"])
         return real_store(data, **kw)
 
-    monkeypatch.setattr(ingest, "store", store)
-    try:
-        ae = AE(ae_title="CART")
-        first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
-        ae.add_requested_context(pydicom.dcmread(first).SOPClassUID, ExplicitVRLittleEndian)
-        for other_worker in (0, 1, AcceptBalancer.NOT_ACCEPTING, 2):
-            loads[1] = other_worker
-            assoc = ae.associate("127.0.0.1", port, ae_title=config.aet)
-            assert assoc.is_established
-            try:
-                assert loads[0] == 1  # this worker published its association as it accepted it
-                data = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"{other_worker}.dcm")
-                assert assoc.send_c_store(data).Status == 0x0000
-            finally:
-                assoc.release()
-    finally:
-        node.stop(grace_s=5)
-        ingest.close()
-        sock.close()
+    monkeypatch.setattr(w.ingest, "store", store)
+    ae = AE(ae_title="CART")
+    first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
+    ae.add_requested_context(pydicom.dcmread(first).SOPClassUID, ExplicitVRLittleEndian)
+    for other_worker in (0, 1, AcceptBalancer.NOT_ACCEPTING, 2):
+        w.loads[1] = other_worker
+        assoc = ae.associate("127.0.0.1", w.port, ae_title=w.aet)
+        assert assoc.is_established
+        try:
+            assert w.loads[0] == 1  # this worker published its association as it accepted it
+            data = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / f"{other_worker}.dcm")
+            assert assoc.send_c_store(data).Status == 0x0000
+        finally:
+            assoc.release()
     assert asked == [True, False, True, False]
+
+
+def test_a_stopping_worker_stays_not_accepting(worker_zero: SimpleNamespace) -> None:
+    """An association that ends after its worker stopped accepting does not publish a load over NOT_ACCEPTING
+    (the other workers would count, and defer connections to, a worker that no longer accepts)."""
+    import threading
+    import time
+
+    from dicom_ecg_node.net.server import AcceptBalancer
+
+    w = worker_zero
+    ae = AE(ae_title="CART")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", w.port, ae_title=w.aet)
+    assert assoc.is_established
+    stopper = threading.Thread(target=w.node.stop, kwargs={"grace_s": 10})
+    stopper.start()
+    deadline = time.monotonic() + 5
+    while w.loads[0] != AcceptBalancer.NOT_ACCEPTING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w.loads[0] == AcceptBalancer.NOT_ACCEPTING
+    assert assoc.send_c_echo().Status == 0x0000  # still served during the grace time
+    assoc.release()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert w.loads[0] == AcceptBalancer.NOT_ACCEPTING
 
 
 @pytest.mark.parametrize("association", ["light", "pynetdicom"])
