@@ -18,10 +18,13 @@ With ``--rounds N`` every receiver is measured N times, the receivers taking tur
 can put a busy minute on one receiver only (seen here: the same peer at 232, 346 and 470 files/s in three runs).
 
 Outputs: every run writes into a folder of its own, and none is deleted before the last run. On this machine's
-ext4 (no journal), a file created within 30 s of a mass delete pays for every recently deleted inode of its block
-group (``recently_deleted`` in the kernel's inode allocator): deleting the previous round's output right before a
-run cost 6% of the node's CPU there, and more for the node than for the peers, whose outputs have no folders. The
-disk needs room for them all (about 0.9 GB per 1,000 files and round).
+ext4 (no journal), a file created up to 5 minutes after a mass delete pays for every recently deleted inode of its
+block group (``recently_deleted`` in the kernel's inode allocator, which delays their reuse that long on a file
+system without a journal): deleting the previous round's output right before a run cost 6% of the node's CPU
+there, and more for the node than for the peers, whose outputs have no folders. The disk needs room for them all
+(about 0.9 GB per 1,000 files and round). What creating a file costs in the outputs' folder is printed before and
+after the runs: 17-30 µs on this machine normally, 200-600 µs within minutes of deleting a test run's or a
+benchmark's files there. Every receiver pays it once per ECG, which narrows every ratio towards 1.
 
 Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--rounds 1] [--keep DIR]
 """
@@ -133,6 +136,24 @@ def run_storescu(port: int, aet: str, files: list[Path], streams: int) -> float:
     return elapsed
 
 
+#: Microseconds to create a file above which the outputs' file system is still slowed by a recent mass delete.
+SLOW_CREATION_US = 100.0
+
+
+def creation_us(folder: Path, count: int = 200) -> float:
+    """Median microseconds to create an empty file in a new ``folder`` (the files stay until the outputs go).
+
+    Every receiver creates a file per ECG, so this is a cost they all pay (module notes, "Outputs").
+    """
+    folder.mkdir(parents=True)
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        os.close(os.open(folder / f"{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
 def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TCP_NODELAY="1")
@@ -199,8 +220,13 @@ def main() -> int:
                         str(max(1, args.count // 10))], check=True, stdout=subprocess.DEVNULL)
     files = sorted(src.glob("*.dcm"))[: args.count]
     total_mb = sum(f.stat().st_size for f in files) / 1e6
+    created_us = creation_us(runs / "creation-before")
     print(f"{len(files)} files, {total_mb:.1f} MB ({total_mb / len(files) * 1000:.0f} KB each); "
-          f"{os.cpu_count()} CPUs; ecg-node workers={worker_count(args.workers)}")
+          f"{os.cpu_count()} CPUs; ecg-node workers={worker_count(args.workers)}; creating a file there: "
+          f"{created_us:.0f} µs")
+    if created_us > SLOW_CREATION_US:
+        print("  (slow: files deleted there in the last minutes, see \"Outputs\" in --help; every receiver pays "
+              "this per ECG, so the ratios come out narrower: wait 5 minutes, or use --keep DIR elsewhere)")
     for streams in args.streams:
         rates: dict[str, list[float]] = {kind: [] for kind in args.receivers}
         for turn in range(max(1, args.rounds)):
@@ -236,6 +262,7 @@ def main() -> int:
                 ratios = [a / b for a, b in zip(node, rates[peer], strict=True)]
                 spread = f" (rounds {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
                 print(f"  {streams} assoc  ecg-node / {peer}: {statistics.median(ratios):.2f}x{spread}")
+    print(f"creating a file there after the runs: {creation_us(runs / 'creation-after'):.0f} µs")
     shutil.rmtree(runs, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
