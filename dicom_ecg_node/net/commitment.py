@@ -42,7 +42,7 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import A_RELEASE
 
 from dicom_ecg_node.errors import AccessDeniedError, EcgNodeError
-from dicom_ecg_node.net.handlers import set_nodelay
+from dicom_ecg_node.net.handlers import requestor_handlers
 from dicom_ecg_node.net.status import PROCESSING_FAILURE, SUCCESS, error_comment, status_code
 from dicom_ecg_node.services.commitment import (
     REQUEST_STORAGE_COMMITMENT,
@@ -410,7 +410,7 @@ class CommitmentSender:
         # Commitment SCP (SCU-role 0, SCP-role 1).
         role = build_role(STORAGE_COMMITMENT_PUSH_MODEL, scu_role=False, scp_role=True)
         assoc = ae.associate(dest.host, dest.port, ae_title=report.requester_ae, ext_neg=[role],
-                             evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+                             evt_handlers=requestor_handlers())
         if not assoc.is_established:
             return False, f"association with {report.requester_ae}@{dest.host}:{dest.port} failed"
         try:

@@ -45,6 +45,20 @@ def set_nodelay(event: Event) -> None:
             log.debug("TCP_NODELAY not set: %s", exc)
 
 
+def requestor_handlers() -> list[tuple[Any, Any]]:
+    """``evt_handlers`` for an association the node requests: TCP_NODELAY, and a race-free reactor pause.
+
+    The node sends request after request on it from the calling thread (C-STORE, C-ECHO, N-EVENT-REPORT), so its
+    reactor must really be parked while pynetdicom's ``send_*`` waits for each response, or it may take the
+    response and drop it (see :mod:`dicom_ecg_node.net.reactorgate`).
+    """
+    from pynetdicom import evt
+
+    from dicom_ecg_node.net.reactorgate import gate_reactor
+
+    return [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_CONN_OPEN, gate_reactor)]
+
+
 def _peer(event: Event) -> tuple[str, str]:
     requestor = event.assoc.requestor
     return requestor.ae_title.strip(), f"{requestor.address}:{requestor.port}"

@@ -38,8 +38,7 @@ from pynetdicom.sop_class import (
 )
 
 from dicom_ecg_node.errors import AccessDeniedError, EcgNodeError, NotFoundError
-from dicom_ecg_node.net.handlers import set_nodelay
-from dicom_ecg_node.net.reactorgate import gate_reactor
+from dicom_ecg_node.net.handlers import requestor_handlers
 from dicom_ecg_node.net.status import failure_status
 from dicom_ecg_node.services.retrieve import RetrievePlan, candidate_syntaxes
 
@@ -169,7 +168,7 @@ def handle_move(event: Event, retrieve: RetrieveService, guard: AssociationGuard
         # The sub-association sends many small DIMSE messages: without TCP_NODELAY each waits on Nagle.
         # Its reactor must really be parked while pynetdicom's send_c_store waits for each C-STORE-RSP, or it
         # may take the response and drop it (see dicom_ecg_node.net.reactorgate).
-        "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay), (evt.EVT_CONN_OPEN, gate_reactor)],
+        "evt_handlers": requestor_handlers(),
     }
     yield dest.host, dest.port, kwargs
     yield plan.count

@@ -10,11 +10,11 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from dicom_ecg_node.errors import EcgNodeError
-from dicom_ecg_node.net.handlers import set_nodelay
+from dicom_ecg_node.net.handlers import requestor_handlers
 
 #: PS3.8 9.3.2.2: at most 128 presentation contexts in one A-ASSOCIATE-RQ.
 MAX_CONTEXTS = 128
@@ -60,7 +60,7 @@ def echo(host: str, port: int, *, called_aet: str = "ECGNODE", calling_aet: str 
     """
     ae = _ae(calling_aet, timeout)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+    assoc = ae.associate(host, port, ae_title=called_aet, evt_handlers=requestor_handlers())
     if not assoc.is_established:
         raise EcgNodeError(f"association with {called_aet}@{host}:{port} failed (rejected, aborted or unreachable)")
     try:
@@ -133,7 +133,7 @@ def send(host: str, port: int, files: Iterable[Path], *, called_aet: str = "ECGN
         ae = _ae(calling_aet, timeout)
         for sop_class, syntax in sorted(contexts):
             ae.add_requested_context(sop_class, syntax)
-        assoc = ae.associate(host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+        assoc = ae.associate(host, port, ae_title=called_aet, evt_handlers=requestor_handlers())
         if not assoc.is_established:
             for path, *_ in batch:
                 results[path] = SendResult(path, None, f"association with {called_aet}@{host}:{port} failed")

@@ -126,3 +126,32 @@ def test_server_contexts_copy_cheaply_and_independently(node) -> None:
     copies[0].transfer_syntax.append("1.2.3")  # a negotiation changing a copy leaves the server's list alone
     assert "1.2.3" not in original[0].transfer_syntax
     assert copies[0] is not original[0] and copies[0].abstract_syntax is original[0].abstract_syntax
+
+
+def test_the_nodes_own_requests_park_their_reactor_behind_a_gate(node, monkeypatch) -> None:
+    """``ecg-node echo`` / ``send`` associations get the reactor gate: a response cannot be taken by their reactor.
+
+    Recorded at ``ApplicationEntity.associate``; the requests go to the node as usual.
+    """
+    from pynetdicom import evt
+    from pynetdicom.ae import ApplicationEntity
+
+    from dicom_ecg_node.net.reactorgate import gate_reactor
+    from dicom_ecg_node.net.scu import echo, send
+
+    asked: list[list[object]] = []
+    gated: list[bool] = []
+    real = ApplicationEntity.associate
+
+    def associate(self: ApplicationEntity, *args: object, **kwargs: object) -> object:
+        asked.append(list(kwargs.get("evt_handlers") or []))  # type: ignore[call-overload]
+        assoc = real(self, *args, **kwargs)
+        gated.append(isinstance(assoc._reactor_checkpoint, ReactorGate))
+        return assoc
+
+    monkeypatch.setattr(ApplicationEntity, "associate", associate)
+    assert echo(node.host, node.port, called_aet=node.aet) == 0x0000
+    results = send(node.host, node.port, [sample("pydicom/waveform_ecg.dcm")], called_aet=node.aet)
+    assert [r.status for r in results] == [0x0000]
+    assert len(asked) == 2 and all((evt.EVT_CONN_OPEN, gate_reactor) in handlers for handlers in asked)
+    assert gated == [True, True]
