@@ -298,17 +298,23 @@ def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: P
     assert seen == [("log line", True), (f"listener {ds.SOPInstanceUID}", True)]
 
 
-def test_placement_overlaps_only_when_one_association_is_served(node_factory, tmp_path: Path, monkeypatch) -> None:
-    """``overlap`` (IngestService.store) is asked for only while the node serves no other association."""
-    node = node_factory()
+def overlaps_asked(ingest: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The ``overlap`` each store of ``ingest`` is asked for from now on (the real store runs)."""
     asked: list[bool] = []
-    real_store = node.ingest.store
+    real_store = ingest.store
 
     def store(data: bytes, **kw: Any) -> Any:
         asked.append(kw["overlap"])
         return real_store(data, **kw)
 
-    monkeypatch.setattr(node.ingest, "store", store)
+    monkeypatch.setattr(ingest, "store", store)
+    return asked
+
+
+def test_placement_overlaps_only_when_one_association_is_served(node_factory, tmp_path: Path, monkeypatch) -> None:
+    """``overlap`` (IngestService.store) is asked for only while the node serves no other association."""
+    node = node_factory()
+    asked = overlaps_asked(node.ingest, monkeypatch)
     ae = AE(ae_title="CART")
     first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
     cuid = pydicom.dcmread(first).SOPClassUID
@@ -364,14 +370,7 @@ def test_associations_of_other_workers_count_against_overlap(worker_zero: Simple
     from dicom_ecg_node.net.server import AcceptBalancer
 
     w = worker_zero
-    asked: list[bool] = []
-    real_store = w.ingest.store
-
-    def store(data: bytes, **kw: Any) -> Any:
-        asked.append(kw["overlap"])
-        return real_store(data, **kw)
-
-    monkeypatch.setattr(w.ingest, "store", store)
+    asked = overlaps_asked(w.ingest, monkeypatch)
     ae = AE(ae_title="CART")
     first = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "a.dcm")
     ae.add_requested_context(pydicom.dcmread(first).SOPClassUID, ExplicitVRLittleEndian)
