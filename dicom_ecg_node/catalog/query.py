@@ -11,7 +11,8 @@ Matching rules (PS3.4 C.2.2.2), as implemented here
       NFKC, case-folded, trailing empty components removed); C.2.2.2.1 allows this and the node documents it.
     * List of UID (C.2.2.2.2): ``\``-separated values, any may match. The same multiple-value form is accepted
       for the CS keys Modality and ModalitiesInStudy (PS3.4 C.2.2.2.8 multiple value matching).
-    * Universal (C.2.2.2.3): an empty value, or a value of only ``*``; the key is returned, never filtered on.
+    * Universal (C.2.2.2.3): an empty value, a value of only ``*``, or a person name of only delimiters (``^``:
+      a zero-length name, PS3.5 6.2.1); the key is returned, never filtered on.
     * Wildcard (C.2.2.2.4): ``*`` any run of characters, ``?`` exactly one; every other character is literal
       (a ``%`` or ``_`` in a value never acts as a SQL wildcard).
     * Range (C.2.2.2.5): DA, TM and DT as ``a-b``, ``-b``, ``a-``; a single DA/TM/DT value is the degenerate
@@ -432,7 +433,10 @@ def parse_constraint(key: Key, text: str, *, unique: bool | None = None) -> Cons
         if "\\" in text:
             raise QueryError(f"{kw}: several values are not supported for a person name key")
         norm = normalize_person_name(text) or ""
-        if norm.replace("=", "").strip("*") == "" and "*" in norm:
+        if norm.replace("=", "").strip("*") == "":
+            # Only "*" (C.2.2.2.4), or only delimiters ("^", "=", "^=^"): a name whose components are all empty is
+            # a zero-length name (PS3.5 6.2.1, empty trailing components may be left out), so universal matching
+            # (C.2.2.2.3) applies: every entity, with or without a name, as the SQL formatter matches it.
             return Universal()
         return Wildcard(norm) if has_wildcard(norm) else SingleValue(norm)
     values = [v for v in _split_values(text) if v]

@@ -76,6 +76,9 @@ def test_universal_matching(catalog: Catalog) -> None:
     everything = {"1.2.1", "1.2.2", "1.2.3", "1.2.4", "1.2.5", "1.2.6"}
     check(catalog, identifier("STUDY", PatientName="", AccessionNumber="*", StudyDate=""), everything)
     check(catalog, identifier("STUDY", PatientName="*"), everything)
+    # Only delimiters: a zero-length name (PS3.5 6.2.1), so 1.2.6, whose patient has no name, matches too.
+    check(catalog, identifier("STUDY", PatientName="^"), everything)
+    check(catalog, identifier("STUDY", PatientName="^=^"), everything)
 
 
 def test_list_of_uids(catalog: Catalog) -> None:
