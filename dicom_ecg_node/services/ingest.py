@@ -21,8 +21,9 @@ Overlap
     the commit waits for it. Otherwise this thread does both itself, once the object is valid and before the
     transaction: with other associations at work the cores have something to do while this one waits on the disk,
     and the helper's hand-offs (a thread woken per store, the GIL passed back and forth, each a cross-CPU wake-up)
-    cost more than they saved. Measured here on 4 associations (4 worker processes, 12 interleaved rounds), the
-    helper cost 13% more node CPU per ECG and 7% fewer ECGs/s; on 1 association it saved ~4% of the time per ECG.
+    cost more than they saved. Measured here on 4 associations (4 worker processes, 10-12 interleaved rounds),
+    doing it here used 8-13% less node CPU per ECG and stored 4-8% more ECGs/s; on 1 association the helper saved
+    a few percent of the time per ECG (within this machine's noise).
     Either way the order above holds. Nothing is staged when the catalog already holds the UID (a re-send), and a
     refused object's staged bytes are removed (never ``fsync``\ ed when it was refused before that). Once the
     answer is out (``store(after=...)``) this thread creates the staged file of a later store
@@ -356,7 +357,7 @@ class IngestService:
                     sha256 = hashlib.sha256(data).hexdigest()
                     if existing.sha256 != sha256 and self.config.on_conflict == "replace":
                         staged = self._stage(data, overlap)
-            # Hashing releases the GIL: the staging thread starts its fsync meanwhile (see _stage).
+            # Hashing releases the GIL: a helper thread staging the bytes starts its fsync meanwhile (see _stage).
             sha256 = sha256 or hashlib.sha256(data).hexdigest()
             record = self._validate(data, sender_ae, sender_address, received_at, sha256, ident,
                                     expected_sop_instance_uid, expected_sop_class_uid)
@@ -656,9 +657,6 @@ def _later(after: list[Callable[[], None]] | None, work: Callable[[], None]) -> 
         after.append(work)
 
 
-__all__ = ["UNIDENTIFIED_PREFIX", "IngestService", "StoreOutcome", "validate_uid"]
-
-
 class _SyncWhenAsked:
     r"""A staged file that the storing thread itself ``fsync``\ s, the first time its ``result()`` is asked for.
 
@@ -695,3 +693,6 @@ class _SyncWhenAsked:
 
 #: A staged file being made durable: on the helper thread (a future) or by the storing thread when asked.
 _Staging = Future[Staged] | _SyncWhenAsked
+
+
+__all__ = ["UNIDENTIFIED_PREFIX", "IngestService", "StoreOutcome", "validate_uid"]
