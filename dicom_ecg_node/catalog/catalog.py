@@ -32,7 +32,7 @@ from dicom_ecg_node.catalog.writerlock import SqliteWriterLock
 from dicom_ecg_node.errors import CatalogError
 
 #: Latest schema version this code writes.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _WRITE_ATTEMPTS = 5
 #: :meth:`Catalog.refresh_statistics`: SQLite gets planner statistics once the catalog holds this many instances,
 #: and again each time it has grown by this factor since the last ones.
@@ -387,6 +387,18 @@ def _migrate_v8(models: Models, db: pw.Database) -> None:
 
 
 MIGRATIONS[8] = _migrate_v8
+
+
+def _migrate_v9(models: Models, db: pw.Database) -> None:
+    """Version 9: drop the index on Patient ID alone; the unique (Patient ID, Issuer) index serves those lookups.
+
+    Its first column is Patient ID, so SQLite and PostgreSQL use it for ``patient_id = ?`` and for prefix matches
+    just as well; the other index only cost a B-tree page written for every new patient. Idempotent.
+    """
+    db.execute_sql('DROP INDEX IF EXISTS "patient_patient_id"')
+
+
+MIGRATIONS[9] = _migrate_v9
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,8 @@ def build_models(database: pw.Database) -> Models:
     class Patient(Base):
         """A patient, identified by Patient ID and Issuer of Patient ID (first values received are kept)."""
 
-        patient_id = pw.CharField(max_length=64, index=True)
+        # Looked up through the unique (patient_id, issuer) index below, whose first column it is.
+        patient_id = pw.CharField(max_length=64)
         issuer = pw.CharField(max_length=64, default="")
         patient_name = pw.TextField(null=True)
         patient_name_norm = pw.TextField(null=True, index=True)
@@ -295,7 +296,8 @@ def build_models(database: pw.Database) -> Models:
         order_key = pw.CharField(max_length=200, unique=True)  # placer order number (ORC-2), else filler (ORC-3)
         placer_order = pw.CharField(max_length=200, null=True)
         filler_order = pw.CharField(max_length=200, null=True)
-        patient_id = pw.CharField(max_length=64, index=True)
+        # Looked up through the unique (patient_id, issuer) index below, whose first column it is.
+        patient_id = pw.CharField(max_length=64)
         issuer = pw.CharField(max_length=64, default="")
         other_patient_ids = pw.TextField(default="")  # "id^issuer" joined with "\"
         patient_name = pw.TextField(null=True)

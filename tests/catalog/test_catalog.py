@@ -68,6 +68,33 @@ def test_newer_schema_is_refused(catalog: Catalog, catalog_url: str) -> None:
         Catalog.open(catalog_url)
 
 
+def test_v9_drops_the_index_on_patient_id_alone_and_lookups_use_the_unique_one(catalog: Catalog,
+                                                                               catalog_url: str) -> None:
+    db = catalog.db
+
+    def patient_indexes() -> set[str]:
+        with db.connection_context():
+            return {i.name for i in db.get_indexes("patient")}
+
+    assert "patient_patient_id" not in patient_indexes()  # a new catalog never had it
+    # A catalog made by version 8 had it.
+    with catalog._write():
+        db.execute_sql('CREATE INDEX "patient_patient_id" ON "patient" ("patient_id")')
+        catalog.models.SchemaVersion.delete().where(catalog.models.SchemaVersion.version == 9).execute()
+    assert catalog.schema_version() == 8
+    assert "patient_patient_id" in patient_indexes()
+    assert catalog.migrate() == 9
+    assert patient_indexes() >= {"patient_patient_id_issuer"}
+    assert "patient_patient_id" not in patient_indexes()
+    catalog.add_instance(record(1, patient="P7"))
+    assert [p.patient_id for p in catalog.list_patients()] == ["P7"]
+    if catalog.sqlite:  # PostgreSQL's plan for a tiny table is a sequential scan whatever the indexes
+        with db.connection_context():
+            plan = " ".join(str(row[-1]) for row in db.execute_sql(
+                'EXPLAIN QUERY PLAN SELECT "id" FROM "patient" WHERE "patient_id" = ?', ("P7",)))
+        assert "patient_patient_id_issuer" in plan
+
+
 def test_two_catalogs_in_one_process_are_independent(tmp_path) -> None:
     a = Catalog.open(f"sqlite:///{tmp_path / 'a.sqlite'}")
     b = Catalog.open(f"sqlite:///{tmp_path / 'b.sqlite'}")
