@@ -3,8 +3,9 @@
 
 Receivers: (a) this node (validating, fsyncing, indexing), (b) DCMTK storescp writing files, (c) pynetdicom's bundled
 storescp app. Each is sent the same files over 1 association and over 4 concurrent associations. Prints files/s,
-MB/s, the receiver's peak RSS, the CPU time per file of the receiver (all its processes) and of the senders, and the
-ratios of (a) to (b) and (c).
+MB/s, the receiver's peak RSS and its resident memory early in the run and at its end (a leak shows as growth;
+``--count 10000 --receivers ecg-node`` is the issue's memory check), the CPU time per file of the receiver (all its
+processes) and of the senders, and the ratios of (a) to (b) and (c).
 
 The node runs with two receiving processes per core (``--workers 0``, as the README advises for throughput) for
 every association count: one association is served by one worker, and the parent process does the derived work
@@ -40,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -89,6 +91,60 @@ def peak_rss_mb(pid: int) -> float:
         except OSError:
             pass
     return peak
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` and of its children (worker processes), the largest, in MB (0 when all are gone)."""
+    largest = 0.0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    largest = max(largest, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return largest
+
+
+class RssTrace:
+    """The receiver's resident memory (:func:`rss_mb`) sampled on a thread while the files arrive.
+
+    ``early`` is the largest sample of the run's first tenth (the receiver has warmed up: caches, pooled
+    connections, the threads of its associations) and ``end`` the last one; a leak makes ``end - early`` grow
+    with the number of files.
+    """
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssTrace:
+        self._start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.monotonic() - self._start, rss_mb(self.pid)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.samples.append((time.monotonic() - self._start, rss_mb(self.pid)))
+
+    @property
+    def early(self) -> float:
+        """Largest RSS (MB) sampled in the first tenth of the run."""
+        cut = self.samples[-1][0] / 10 if self.samples else 0.0
+        return max((rss for t, rss in self.samples if t <= cut), default=0.0)
+
+    @property
+    def end(self) -> float:
+        """RSS (MB) at the end of the run."""
+        return self.samples[-1][1] if self.samples else 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -237,7 +293,8 @@ def main() -> int:
                 proc, aet = receiver(kind, port, out, args.workers if kind == "ecg-node" else 1)
                 try:
                     cpu0, sender0 = cpu_seconds(proc.pid), sender_cpu_seconds()
-                    elapsed = run_storescu(port, aet, files, streams)
+                    with RssTrace(proc.pid) as trace:
+                        elapsed = run_storescu(port, aet, files, streams)
                     rss = peak_rss_mb(proc.pid)
                     # The receiver's CPU while the files arrived (derived work still running after is not in it)
                     # and the senders': on 2 cores their sum per file bounds what 4 associations can reach.
@@ -249,8 +306,8 @@ def main() -> int:
                 rates[kind].append(rate)
                 label = f" (round {turn + 1})" if args.rounds > 1 else ""
                 print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
-                      f"peak RSS {rss:6.1f} MB  CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms"
-                      f"{label}")
+                      f"peak RSS {rss:6.1f} MB (RSS {trace.early:.1f} -> {trace.end:.1f})  "
+                      f"CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms{label}")
         if args.rounds > 1:
             for kind, values in rates.items():
                 print(f"  {streams} assoc  {kind:22s} median {statistics.median(values):8.1f} files/s "
