@@ -80,38 +80,38 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of ``pid`` and of its children (worker processes), the largest, in MB."""
-    peak = 0.0
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
-        except OSError:
-            pass
-    return peak
+def largest_mb(pid: int, field: str) -> float:
+    """The largest memory ``field`` of /proc/PID/status (``VmHWM``, ``VmRSS``) in MB, 0 when all are gone.
 
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` and of its children (worker processes), the largest, in MB (0 when all are gone)."""
+    Among ``pid`` and its children (the node's worker processes).
+    """
     largest = 0.0
     for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     largest = max(largest, int(line.split()[1]) / 1024)
         except OSError:
             pass
     return largest
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of the receiver's largest process, in MB."""
+    return largest_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of the receiver's largest process now, in MB."""
+    return largest_mb(pid, "VmRSS")
+
+
 class RssTrace:
     """The receiver's resident memory (:func:`rss_mb`) sampled on a thread while the files arrive.
 
-    ``early`` is the largest sample of the run's first tenth (the receiver has warmed up: caches, pooled
-    connections, the threads of its associations) and ``end`` the last one; a leak makes ``end - early`` grow
-    with the number of files.
+    ``early`` is the first sample taken once a tenth of the run had passed (the receiver has warmed up: caches,
+    pooled connections, the threads of its associations) and ``end`` the last one; a leak makes ``end - early``
+    grow with the number of files.
     """
 
     def __init__(self, pid: int, every_s: float = 0.2) -> None:
@@ -137,9 +137,9 @@ class RssTrace:
 
     @property
     def early(self) -> float:
-        """Largest RSS (MB) sampled in the first tenth of the run."""
+        """RSS (MB) once a tenth of the run had passed."""
         cut = self.samples[-1][0] / 10 if self.samples else 0.0
-        return max((rss for t, rss in self.samples if t <= cut), default=0.0)
+        return next((rss for t, rss in self.samples if t >= cut), 0.0)
 
     @property
     def end(self) -> float:
