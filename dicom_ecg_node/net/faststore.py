@@ -397,10 +397,16 @@ class PDataAssembler:
 
 
 def store_request(fields: dict[int, bytes], context_id: int) -> FastCStore | None:
-    """The C-STORE-RQ (PS3.7 9.3.1.1) of a parsed command set, data set still empty; ``None`` when incomplete."""
+    """The C-STORE-RQ (PS3.7 9.3.1.1) of a parsed command set, data set still empty; ``None`` when incomplete.
+
+    Incomplete: a mandatory element of PS3.7 Table 9.3-1 absent or malformed (pynetdicom's decoder fails on such a
+    command set too). A Command Data Set Type of 0101H (no data set) is complete: the empty data set is the
+    handler's to refuse, as through pynetdicom.
+    """
     cuid, iuid = _ui(fields.get(0x0002)), _ui(fields.get(0x1000))
     message_id, priority = _us(fields.get(0x0110)), _us(fields.get(0x0700))
-    if not cuid or not iuid or message_id is None or priority is None:
+    dataset_type = _us(fields.get(0x0800))
+    if not cuid or not iuid or message_id is None or priority is None or dataset_type is None:
         return None
     move_aet = fields.get(0x1030)
     move_id = fields.get(0x1031)

@@ -463,9 +463,13 @@ class LightAssociation:
 
     @staticmethod
     def _no_dataset(fragments: list[tuple[int, int, bytes]]) -> bool:
-        """The command set just completed says no data set follows (PS3.7 E.2, Command Data Set Type 0101)."""
+        """The command set just completed says no data set follows (PS3.7 E.2, Command Data Set Type 0101).
+
+        A malformed command set, or one without a Command Data Set Type (mandatory in every DIMSE command, PS3.7
+        Annex E), is complete as it is: :meth:`_serve_message` aborts it at once instead of waiting for data.
+        """
         fields = parse_command(b"".join(value for _, header, value in fragments if header & 0x01))
-        return fields is None or fields.get(0x0800) == _US.pack(0x0101)
+        return fields is None or fields.get(0x0800, b"") in (b"", _US.pack(0x0101))
 
     def _serve_message(self, fragments: list[tuple[int, int, bytes]]) -> bool:
         context_id = fragments[0][0]
@@ -473,7 +477,8 @@ class LightAssociation:
         dataset = b"".join(v for _, h, v in fragments if not h & 0x01)
         context = self._accepted_cx.get(context_id)
         field = None if command is None else command.get(0x0100)
-        if command is None or context is None or any(cx != context_id for cx, _, _ in fragments):
+        if (command is None or len(command.get(0x0800, b"")) != 2 or context is None
+                or any(cx != context_id for cx, _, _ in fragments)):
             log.error("invalid DIMSE message or presentation context ID %s; aborting", context_id)
             self.abort()
             return False

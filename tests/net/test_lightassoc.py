@@ -183,15 +183,16 @@ def test_p_data_pdus_are_pynetdicoms_bytes() -> None:
     assert received == sent
 
 
-def _request_bytes(node: RunningNode) -> bytes:
+def _request_bytes(node: RunningNode, abstract_syntax: str = VERIFICATION, calling: str = "RAW") -> bytes:
+    """An A-ASSOCIATE-RQ proposing ``abstract_syntax`` as presentation context 1 (Explicit VR Little Endian)."""
     from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
     from pynetdicom.presentation import build_context
 
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "RAW"
+    primitive.calling_ae_title = calling
     primitive.called_ae_title = node.aet
-    cx = build_context(VERIFICATION)
+    cx = build_context(abstract_syntax, "1.2.840.10008.1.2.1")
     cx.context_id = 1
     primitive.presentation_context_definition_list = [cx]
     length = MaximumLengthNotification()
@@ -225,6 +226,80 @@ def test_unexpected_pdu_and_malformed_data_are_aborted(node: RunningNode) -> Non
         assert _light(node).served >= 1
     # The node keeps serving.
     assoc = _associate(node, VERIFICATION)
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def _store_command(dataset_type: int | None) -> bytes:
+    """A C-STORE-RQ command set (PS3.7 9.3.1.1), with ``dataset_type`` as Command Data Set Type or without it."""
+    def element(number: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", 0, number, len(value)) + value
+
+    body = b"".join((
+        element(0x0002, TWELVE_LEAD.encode() + b"\0"), element(0x0100, struct.pack("<H", 0x0001)),
+        element(0x0110, struct.pack("<H", 1)), element(0x0700, struct.pack("<H", 0)),
+        b"" if dataset_type is None else element(0x0800, struct.pack("<H", dataset_type)),
+        element(0x1000, b"1.2.3.4\0")))
+    return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _p_data(*pdvs: tuple[int, bytes]) -> bytes:
+    """A P-DATA-TF PDU of (message control header, fragment) values on presentation context 1 (PS3.8 9.3.5)."""
+    items = b"".join(struct.pack(">IBB", len(value) + 2, 1, header) + value for header, value in pdvs)
+    return struct.pack(">BBI", 0x04, 0, len(items)) + items
+
+
+@pytest.mark.parametrize("dataset_type", [None, 0x0101, 0x0000])
+def test_a_store_command_without_its_data_set_type_is_aborted(node: RunningNode, dataset_type: int | None) -> None:
+    """PS3.7 Table 9.3-1: Command Data Set Type is mandatory. A C-STORE-RQ command set without it is aborted, as
+    pynetdicom's decoder fails on it, even with a data set after it. One saying 0101H (no data set) is answered
+    with a failure, as through pynetdicom (its handler gets an empty data set); the well-formed one is stored."""
+    from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
+
+    part10 = ecg_to_bytes(synthesize_ecg(seed=3, duration_s=1.0, transfer_syntax="explicit",
+                                         sop_instance_uid="1.2.3.4"))
+    meta_length = struct.unpack_from("<I", part10, 140)[0]  # (0002,0000) UL, right after DICM
+    dataset = part10[144 + meta_length:]
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(_request_bytes(node, TWELVE_LEAD, calling="CART"))
+        kind, body = _read_pdu(sock)
+        assert kind == 0x02  # A-ASSOCIATE-AC
+        fragments = [(0x03, _store_command(dataset_type))]  # the command, last fragment
+        if dataset_type != 0x0101:
+            fragments.append((0x02, dataset))  # the data set, last fragment
+        sock.sendall(_p_data(*fragments))
+        kind, body = _read_pdu(sock)
+    if dataset_type is None:
+        assert kind == 0x07  # A-ABORT
+        assert node.ingest.catalog.stats().instances == 0
+        return
+    assert kind == 0x04  # P-DATA-TF: the C-STORE-RSP
+    at = body.find(struct.pack("<HHI", 0, 0x0900, 2))  # (0000,0900) Status, US
+    assert at > 0
+    status = struct.unpack_from("<H", body, at + 8)[0]
+    if dataset_type == 0x0101:
+        assert status >= 0xA000  # a failure
+        assert node.ingest.catalog.stats().instances == 0
+    else:
+        assert status == 0x0000
+        assert node.ingest.catalog.stats().instances == 1
+
+
+def test_an_echo_command_without_its_data_set_type_is_aborted_at_once(node: RunningNode) -> None:
+    """Every DIMSE command set has a Command Data Set Type (PS3.7 Annex E): without it the node aborts, as
+    pynetdicom does, instead of waiting for a data set that may never come."""
+    def element(number: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", 0, number, len(value)) + value
+
+    body = b"".join((element(0x0002, VERIFICATION.encode() + b"\0"), element(0x0100, struct.pack("<H", 0x0030)),
+                     element(0x0110, struct.pack("<H", 1))))
+    command = element(0x0000, struct.pack("<I", len(body))) + body
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(_request_bytes(node))
+        assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+        sock.sendall(_p_data((0x03, command)))
+        assert _read_pdu(sock)[0] == 0x07  # A-ABORT, not a wait for the socket's timeout
+    assoc = _associate(node, VERIFICATION)  # and the node keeps serving
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
 
