@@ -472,7 +472,9 @@ class IngestService:
         except (EcgNodeError, Unsupported):
             raise  # Unsupported: the fast reader's object, read again by pydicom (see _validate)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # lazily converted values
-            raise DatasetError(f"dataset cannot be read: {exc}") from exc
+            # Cannot understand (0xC000), as when pydicom's reading fails above: which of the two meets a broken
+            # value (a Specific Character Set with a NUL...) depends on the reader, the answer must not.
+            raise UnreadableDatasetError(f"dataset cannot be read: {exc}") from exc
 
         groups: tuple[GroupData, ...] = ()
         measurements: tuple[MeasurementData, ...] = ()

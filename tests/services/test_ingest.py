@@ -31,6 +31,7 @@ from dicom_ecg_node.errors import (
     DatasetError,
     InstanceConflictError,
     StorageFullError,
+    UnreadableDatasetError,
     UnsupportedSOPClassError,
 )
 from dicom_ecg_node.services.ingest import IngestService, validate_uid
@@ -195,6 +196,29 @@ def test_fast_reader_and_pydicom_catalog_the_same_record(service: IngestService,
     # An attribute the fast reader does not keep is not guessed: the caller reads the file with pydicom.
     with pytest.raises(Unsupported):
         attribute(fast, "OperatorsName")
+
+
+def test_a_value_neither_reader_can_convert_is_cannot_understand_both_ways(service: IngestService,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Specific Character Set with a NUL in it: pydicom's reading fails at once, the fast reader's on the first
+    text it decodes (Patient's Name); either way the refusal is UnreadableDatasetError (0xC000, cannot understand)."""
+    ds = synthesize_ecg(seed=5, duration_s=1.0, transfer_syntax="explicit")
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jürgen"
+    data = ecg_to_bytes(ds).replace(b"ISO_IR 100", b"ISO_IR\x00100")  # same length: the structure is intact
+    assert read_object(data) is not None  # the fast reader reads it
+    received = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    with pytest.raises(UnreadableDatasetError, match="embedded null character"):
+        service._validate(data, "CART1", "127.0.0.1", received, "0" * 64, {}, None, None)
+    with pytest.raises(UnreadableDatasetError):
+        store(service, data, via="c-store")
+    [entry] = service.quarantine.entries()
+    assert entry.reason["error"] == "UnreadableDatasetError"
+    assert service.catalog.stats().instances == 0
+    # The same file when the fast reader leaves it to pydicom.
+    monkeypatch.setattr("dicom_ecg_node.services.ingest.read_object", lambda data: None)
+    with pytest.raises(UnreadableDatasetError, match="embedded null character"):
+        service._validate(data, "CART1", "127.0.0.1", received, "0" * 64, {}, None, None)
 
 
 @pytest.mark.parametrize("name", DOTDOT)
