@@ -296,8 +296,7 @@ def build_models(database: pw.Database) -> Models:
         order_key = pw.CharField(max_length=200, unique=True)  # placer order number (ORC-2), else filler (ORC-3)
         placer_order = pw.CharField(max_length=200, null=True)
         filler_order = pw.CharField(max_length=200, null=True)
-        # Looked up through the unique (patient_id, issuer) index below, whose first column it is.
-        patient_id = pw.CharField(max_length=64)
+        patient_id = pw.CharField(max_length=64, index=True)
         issuer = pw.CharField(max_length=64, default="")
         other_patient_ids = pw.TextField(default="")  # "id^issuer" joined with "\"
         patient_name = pw.TextField(null=True)

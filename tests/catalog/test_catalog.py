@@ -77,6 +77,8 @@ def test_v9_drops_the_index_on_patient_id_alone_and_lookups_use_the_unique_one(c
             return {i.name for i in db.get_indexes("patient")}
 
     assert "patient_patient_id" not in patient_indexes()  # a new catalog never had it
+    with db.connection_context():  # the worklist's own Patient ID index stays: it has no (ID, issuer) one
+        assert "worklist_entry_patient_id" in {i.name for i in db.get_indexes("worklist_entry")}
     # A catalog made by version 8 had it.
     with catalog._write():
         db.execute_sql('CREATE INDEX "patient_patient_id" ON "patient" ("patient_id")')
