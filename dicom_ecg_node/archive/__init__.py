@@ -18,10 +18,10 @@ Durability
 Staging
     A received object's name is known only once it is parsed, and its ``fsync`` (about a millisecond) need not wait
     for that: :meth:`Archive.begin_stage` writes the bytes under a temporary name in ``archive/.staging``,
-    :meth:`PendingStage.sync` ``fsync``\ s them (on another thread while the object is validated, when the node has
-    a core to spare), and
-    :meth:`Archive.place` then links
-    them to their final name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
+    :meth:`PendingStage.sync` ``fsync``\ s them (:meth:`PendingStage.sync_in_kernel` starts that ``fsync`` on the
+    kernel's side, :mod:`.aio`, while the object is validated), and :meth:`Archive.place` (or
+    :meth:`Archive.begin_place`, its directory ``fsync`` likewise left running) then links them to their final
+    name and ``fsync``\ s that directory, which is all a later crash needs. A staged file that
     never gets a name is removed (:meth:`Archive.discard`, :meth:`PendingStage.abandon` when it was never
     ``fsync``\ ed, or at the next start like any temporary file).
     Creating the staged file (a new inode and directory entry) is done ahead of the store that fills it
@@ -45,12 +45,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dicom_ecg_node.archive.aio import KernelFsync
 from dicom_ecg_node.errors import ArchiveError, StorageFullError
 
 #: Prefix of temporary files; they never end in ``.dcm`` so listings of the archive skip them.
@@ -257,6 +258,41 @@ class PendingStage:
     def abandon(self) -> None:
         """Close and remove the file without making it durable (its object was refused before :meth:`sync`)."""
         _close_and_remove(self._fd, self.path)
+
+    def sync_in_kernel(self, aio: KernelFsync) -> Callable[[], Staged]:
+        """Start the ``fsync`` on the kernel's side (:mod:`.aio`) and return what finishes it, as :meth:`sync` does.
+
+        The returned callable waits for the ``fsync``, closes the file and returns the :class:`Staged` file; on a
+        failure it removes the file and raises :class:`StorageFullError` or :class:`ArchiveError`. It must be
+        called once, by the thread that holds ``aio``, also when the object is refused meanwhile (then discard the
+        file it returns): the context is reused only once its operations are collected.
+        """
+        try:
+            token = aio.start(self._fd)
+        except OSError:
+            return self.sync  # not queued: the caller's thread does it when asked
+
+        def finish() -> Staged:
+            try:
+                aio.wait(token)
+            except OSError as exc:
+                _close_and_remove(self._fd, self.path)
+                raise _os_error(exc, "writing a received object") from exc
+            os.close(self._fd)
+            return Staged(self.path, self.size)
+
+        return finish
+
+
+def _link(source: Path, target: Path) -> None:
+    """``os.link`` (never clobbers), making the target's folders first when they are missing (durably)."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        if not source.exists():
+            raise
+        ensure_dir(target.parent)
+        os.link(source, target)
 
 
 def _close_and_remove(fd: int, path: Path) -> None:
@@ -472,13 +508,7 @@ class Archive:
         target = self.resolve(relative)
         linked = False
         try:
-            try:
-                os.link(staged.path, target)
-            except FileNotFoundError:
-                if not staged.path.exists():
-                    raise
-                ensure_dir(target.parent)
-                os.link(staged.path, target)
+            _link(staged.path, target)
             linked = True
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged.path)  # no fsync of .staging: a name that comes back after a crash is cleaned
@@ -489,6 +519,52 @@ class Archive:
                     os.unlink(target)
             raise _os_error(exc, f"writing {relative}") from exc
         return WriteResult(target, relative, staged.size, sha256)
+
+    def begin_place(self, staged: Staged, relative: str, sha256: str, aio: KernelFsync) -> Callable[[], WriteResult]:
+        """:meth:`place`, with the directory's ``fsync`` left running on the kernel's side (:mod:`.aio`).
+
+        The link is made here; the returned callable waits for the ``fsync`` and returns the :class:`WriteResult`
+        (what :meth:`place` returns), or takes the name back and raises as :meth:`place` does. Call it once, from
+        the thread that holds ``aio``, before a row naming the file is committed.
+
+        Raises
+        ------
+        StorageFullError, ArchiveError
+            The link failed: nothing was named, the staged file is left for the caller to :meth:`discard`.
+        """
+        target = self.resolve(relative)
+        try:
+            _link(staged.path, target)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {relative}") from exc
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged.path)  # no fsync of .staging: a name that comes back after a crash is cleaned
+            fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise _os_error(exc, f"writing {relative}") from exc
+        try:
+            token = aio.start(fd)
+        except OSError:
+            token = None
+
+        def finish() -> WriteResult:
+            try:
+                if token is None:
+                    os.fsync(fd)
+                else:
+                    aio.wait(token)
+            except OSError as exc:  # the final name is not durable, so no row may name it: take it back
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                raise _os_error(exc, f"writing {relative}") from exc
+            finally:
+                os.close(fd)
+            return WriteResult(target, relative, staged.size, sha256)
+
+        return finish
 
     def discard(self, staged: Staged) -> None:
         """Remove a staged file that will not be named (gone already is fine; a failure is left to the cleanup)."""

@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import dicom_ecg_node.archive as archive_module
 from dicom_ecg_node.archive import SPARE_STAGES, STAGING, TEMP_PREFIX, Archive
+from dicom_ecg_node.archive.aio import FsyncPool, KernelFsync
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import (
     ArchiveError,
@@ -374,21 +375,42 @@ def test_catalog_failure_removes_the_file(service: IngestService, via: str) -> N
     assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, overlap: bool) -> None:
+#: How a C-STORE's ``fsync``\ s run (services/ingest.py, "Overlap"): on the kernel's side (kernel AIO), on the
+#: helper thread (no kernel AIO, the node serves one association) or on the storing thread (no kernel AIO, others).
+FSYNC_MODES = ["kernel", "helper", "inline"]
+
+
+def fsync_mode(svc: IngestService, mode: str) -> bool:
+    """Make ``svc`` ``fsync`` a C-STORE's files the way ``mode`` says; returns the ``overlap`` to store with."""
+    if mode == "kernel":
+        probe = KernelFsync.create()
+        if probe is None:
+            pytest.skip("kernel AIO fsync (io_submit IOCB_CMD_FSYNC) is not available on this system")
+        probe.close()
+        return False
+    svc.fsyncs = FsyncPool(kernel=False)
+    return mode == "helper"
+
+
+def spy(calls: list[tuple[str, str]], name: str, real: Callable[..., object]) -> Callable[..., object]:
+    """``real``, recording ``(name, thread)`` of each call in ``calls``."""
+    def wrapper(*args: object, **kw: object) -> object:
+        calls.append((name, "helper" if threading.current_thread().name.startswith("ecg-node-stage") else "caller"))
+        return real(*args, **kw)
+    return wrapper
+
+
+@pytest.mark.parametrize("mode", FSYNC_MODES)
+def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, mode: str) -> None:
     """The file's final name cannot be made (its fan-out folder is a file here): ArchiveError, nothing kept.
 
-    With ``overlap`` a C-STORE's name is made on the helper thread while the rows are written, and the commit
-    waits for it.
+    A C-STORE's name is made by the storing thread, leaving the directory's ``fsync`` to the kernel
+    (``begin_place``), or on the helper thread while the rows are written; either way the commit waits for it.
     """
-    placed_by: list[str] = []
-    real_place = service.archive.place
-
-    def place(*args: object, **kw: object):
-        placed_by.append(threading.current_thread().name)
-        return real_place(*args, **kw)
-
-    service.archive.place = place  # type: ignore[method-assign]
+    overlap = fsync_mode(service, mode)
+    calls: list[tuple[str, str]] = []
+    service.archive.place = spy(calls, "place", service.archive.place)  # type: ignore[method-assign]
+    service.archive.begin_place = spy(calls, "begin_place", service.archive.begin_place)  # type: ignore[method-assign]
     data = synth(sop_instance_uid=generate_uid())
     uid = str(read_object(data).media_storage_sop_instance_uid)
     digest = hashlib.sha256(uid.encode()).hexdigest()
@@ -402,25 +424,25 @@ def test_failed_placement_rolls_the_rows_back(service: IngestService, via: str, 
     assert archived(service) == [] and leftovers(service.config.data_dir) == []
     folder.unlink()
     folder.mkdir()
-    assert store(service, data, via=via, overlap=overlap).status == "stored"  # the re-send once the folder is back
-    helper = via == "c-store" and overlap
-    assert [name.startswith("ecg-node-stage") for name in placed_by] == ([helper] * 2 if via == "c-store" else [])
+    out = store(service, data, via=via, overlap=overlap)
+    assert out.status == "stored" and out.path.read_bytes() == data  # the re-send once the folder is back
+    expected = {"kernel": ("begin_place", "caller"), "helper": ("place", "helper"), "inline": ("place", "caller")}
+    assert calls == ([expected[mode]] * 2 if via == "c-store" else [])
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_staged_bytes_are_synced_on_the_helper_only_when_alone(service: IngestService, overlap: bool,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A C-STORE's staged bytes are ``fsync``-ed on the helper thread, while the object is validated, only with
-    ``overlap`` (the node serves no other association); otherwise by the storing thread once the object is valid,
-    so that a refused object's bytes are removed without ever being made durable."""
-    synced_by: list[str] = []
-    real_sync = archive_module.PendingStage.sync
-
-    def sync(self: archive_module.PendingStage) -> archive_module.Staged:
-        synced_by.append(threading.current_thread().name)
-        return real_sync(self)
-
-    monkeypatch.setattr(archive_module.PendingStage, "sync", sync)
+@pytest.mark.parametrize("mode", FSYNC_MODES)
+def test_staged_bytes_are_synced_while_validating_unless_inline(service: IngestService, mode: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C-STORE's staged bytes are ``fsync``-ed while the object is validated: by the kernel, or on the helper
+    thread when the node serves no other association; inline, by the storing thread once the object is valid, so
+    that a refused object's bytes are removed without ever being made durable. Either way a refused object leaves
+    nothing behind, and the next store works (a kernel context is reused only once its ``fsync`` is collected)."""
+    overlap = fsync_mode(service, mode)
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(archive_module.PendingStage, "sync",
+                        spy(calls, "sync", archive_module.PendingStage.sync))
+    monkeypatch.setattr(archive_module.PendingStage, "sync_in_kernel",
+                        spy(calls, "sync_in_kernel", archive_module.PendingStage.sync_in_kernel))
     data = synth(sop_instance_uid=generate_uid())
     out = store(service, data, via="c-store", overlap=overlap)
     assert out.status == "stored" and out.path.read_bytes() == data
@@ -429,35 +451,111 @@ def test_staged_bytes_are_synced_on_the_helper_only_when_alone(service: IngestSe
     with pytest.raises(DatasetError, match="request said"):
         store(service, synth(sop_instance_uid=generate_uid()), via="c-store", overlap=overlap,
               expected_sop_instance_uid=other)
-    on_helper = [name.startswith("ecg-node-stage") for name in synced_by]
-    assert on_helper == ([True, True] if overlap else [False])
-    assert archived(service) == [out.path.relative_to(service.config.data_dir).as_posix()]
+    again = synth(sop_instance_uid=generate_uid())
+    last = store(service, again, via="c-store", overlap=overlap)
+    assert last.status == "stored" and last.path.read_bytes() == again
+    expected = {"kernel": [("sync_in_kernel", "caller")] * 3, "helper": [("sync", "helper")] * 3,
+                "inline": [("sync", "caller")] * 2}
+    assert calls == expected[mode]
+    assert sorted(archived(service)) == sorted(p.relative_to(service.config.data_dir).as_posix()
+                                               for p in (out.path, last.path))
     assert leftovers(service.config.data_dir) == []
     assert service.catalog.find_instance_file(other) is None
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestService, via: str, overlap: bool,
+@pytest.mark.parametrize("mode", FSYNC_MODES)
+def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestService, via: str, mode: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The final name is linked, then the directory ``fsync`` fails (EIO, injected there: a disk error cannot be
-    made on demand): ArchiveError, no row, no file under any name, and the object in quarantine."""
+    """The final name is linked, then the directory ``fsync`` fails (EIO, injected where its answer comes: a disk
+    error cannot be made on demand): ArchiveError, no row, no file under any name, and the object in quarantine."""
     import errno
 
-    real_fsync_dir = archive_module.fsync_dir
+    overlap = fsync_mode(service, mode)
     archive_root = service.archive.root
+    real_fsync_dir = archive_module.fsync_dir
+    real_wait = KernelFsync.wait
+    directories: set[int] = set()
+    real_start = KernelFsync.start
 
     def fsync_dir(path: Path) -> None:
         if Path(path).is_relative_to(archive_root):
             raise OSError(errno.EIO, "Input/output error (injected)")
         real_fsync_dir(path)
 
+    def start(self: KernelFsync, fd: int) -> int:
+        token = real_start(self, fd)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            directories.add(token)
+        return token
+
+    def wait(self: KernelFsync, token: int) -> None:
+        real_wait(self, token)
+        if token in directories:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+
     monkeypatch.setattr(archive_module, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(KernelFsync, "start", start)
+    monkeypatch.setattr(KernelFsync, "wait", wait)
+    data = synth(sop_instance_uid=generate_uid())
+    digest = hashlib.sha256(str(read_object(data).media_storage_sop_instance_uid).encode()).hexdigest()
+    (service.archive.root / digest[:2] / digest[2]).mkdir(parents=True)  # the fan-out folder is there already
     with pytest.raises(ArchiveError, match="injected"):
-        store(service, synth(sop_instance_uid=generate_uid()), via=via, overlap=overlap)
+        store(service, data, via=via, overlap=overlap)
     st = service.catalog.stats()
     assert (st.patients, st.studies, st.instances) == (0, 0, 0)
     assert archived(service) == [] and leftovers(service.config.data_dir) == []
     assert service.quarantine.entries()[0].reason["error"] == "ArchiveError"
+    assert len(directories) == (1 if via == "c-store" and mode == "kernel" else 0)
+    # Once the disk answers again, the re-send is stored.
+    monkeypatch.setattr(archive_module, "fsync_dir", real_fsync_dir)
+    monkeypatch.setattr(KernelFsync, "wait", real_wait)
+    out = store(service, data, via=via, overlap=overlap)
+    assert out.status == "stored" and out.path.read_bytes() == data
+
+
+@pytest.mark.parametrize("mode", FSYNC_MODES)
+def test_a_staged_file_whose_fsync_fails_is_refused_and_removed(service: IngestService, mode: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staged file's ``fsync`` reports ENOSPC (injected where the answer comes): 0xA700's StorageFullError,
+    no row, no staged or final file; the next store is stored (its kernel context was left clean)."""
+    import errno
+
+    overlap = fsync_mode(service, mode)
+    staging = service.archive.root / STAGING
+    real_wait = KernelFsync.wait
+    real_start = KernelFsync.start
+    real_fsync = os.fsync
+    staged: set[int] = set()
+
+    def start(self: KernelFsync, fd: int) -> int:
+        token = real_start(self, fd)
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent == staging:
+            staged.add(token)
+        return token
+
+    def wait(self: KernelFsync, token: int) -> None:
+        real_wait(self, token)
+        if token in staged:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    def fsync(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent == staging:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        real_fsync(fd)
+
+    monkeypatch.setattr(KernelFsync, "start", start)
+    monkeypatch.setattr(KernelFsync, "wait", wait)
+    monkeypatch.setattr(archive_module.os, "fsync", fsync)
+    with pytest.raises(StorageFullError, match="injected"):
+        store(service, synth(sop_instance_uid=generate_uid()), via="c-store", overlap=overlap)
+    assert service.catalog.stats().instances == 0
+    assert archived(service) == [] and leftovers(service.config.data_dir) == []
+    assert len(staged) == (1 if mode == "kernel" else 0)
+    monkeypatch.setattr(KernelFsync, "wait", real_wait)
+    monkeypatch.setattr(archive_module.os, "fsync", real_fsync)
+    data = synth(sop_instance_uid=generate_uid())
+    out = store(service, data, via="c-store", overlap=overlap)
+    assert out.status == "stored" and out.path.read_bytes() == data
 
 
 def test_disk_full(tmp_path: Path, catalog_url: str, via: str) -> None:
