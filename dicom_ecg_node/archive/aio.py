@@ -7,7 +7,7 @@ Why
     context switches per ECG on the helper thread). Kernel AIO hands the ``fsync`` to the kernel's own worker
     (``aio_fsync_work``, Linux 4.18 and later, every file system): one system call to start it, one to collect it,
     no Python thread. Measured here around 2 ms of Python work: a helper thread added 0.25 ms of wall time and
-    0.35 ms of CPU per ``fsync``, kernel AIO 0.07 ms and ~0.
+    0.35 ms of CPU per ``fsync``, kernel AIO 0.07 ms and ~0 (on the node, see services/ingest.py "Overlap").
 
 What it promises
     The ``fsync`` done is the ``fsync(2)`` the caller would have made (``vfs_fsync`` on the same open file); its

@@ -17,9 +17,10 @@ Overlap
     valid the staged file is linked to its final name (:meth:`~dicom_ecg_node.archive.Archive.begin_place`) and
     that directory's ``fsync`` runs while the rows are written; the commit waits for it. Both ``fsync``\ s run on
     the kernel's side (Linux kernel AIO, :mod:`dicom_ecg_node.archive.aio`): no thread of ours waits for the disk,
-    so nothing is handed back and forth. Measured here against the helper thread below (6 interleaved rounds of
-    1,000 ECGs): on 1 association as many ECGs/s with 20% less node CPU per ECG (4.86 → 3.90 ms), on 4
-    associations 9% more ECGs/s with 11% less CPU (4.61 → 4.09 ms).
+    so nothing is handed back and forth. Measured here against the helper thread below (interleaved rounds of
+    1,000 ECGs), while this shared machine was slow (context switches dear): on 1 association as many ECGs/s with
+    20% less node CPU per ECG (4.86 → 3.90 ms), on 4 associations 9% more ECGs/s with 11% less CPU (4.61 → 4.09
+    ms); while it was fast, the same within noise (median per-round ratios 1.05 and 0.95, CPU per ECG ±2%).
     Where kernel AIO is not available (:class:`~dicom_ecg_node.archive.aio.FsyncPool`): when the caller says that
     this store is the only one the node serves (``overlap``), the ``fsync``\ s run on a helper thread (it needs
     the GIL only to start each one: when it also wrote the file, each of its calls waited for the GIL again and the
