@@ -567,6 +567,10 @@ class LightAssociation:
         self.kill()
 
 
+#: The DICOM Application Context Name (PS3.7 A.2.1).
+DICOM_APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+
+
 def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity,
                extended: list[SOPClassExtendedNegotiation] | None = None) -> tuple[bytes, A_ASSOCIATE]:
     """The A-ASSOCIATE-AC (PS3.8 9.3.3) pynetdicom's ACSE sends for ``request``: encoded bytes and primitive.
@@ -574,7 +578,8 @@ def accept_pdu(request: A_ASSOCIATE, contexts: list[Any], ae: ApplicationEntity,
     ``extended`` are the SOP Class Extended Negotiation answers (PS3.7 D.3.3.5) to include.
     """
     primitive = A_ASSOCIATE()
-    primitive.application_context_name = request.application_context_name
+    # PS3.7 A.2.1: the DICOM Application Context Name, whatever the requestor proposed (as pynetdicom answers).
+    primitive.application_context_name = DICOM_APPLICATION_CONTEXT
     primitive.calling_ae_title = request.calling_ae_title
     primitive.called_ae_title = request.called_ae_title
     primitive.result = 0x00

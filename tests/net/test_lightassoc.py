@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from helpers import RunningNode, request_association, run_dcmtk
 from pydicom.dataset import Dataset
 from pynetdicom import AE
-from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as SRFIND  # noqa: N814
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -183,13 +184,14 @@ def test_p_data_pdus_are_pynetdicoms_bytes() -> None:
     assert received == sent
 
 
-def _request_bytes(node: RunningNode, abstract_syntax: str = VERIFICATION, calling: str = "RAW") -> bytes:
+def _request_bytes(node: RunningNode, abstract_syntax: str = VERIFICATION, calling: str = "RAW",
+                   application_context: str = "1.2.840.10008.3.1.1.1") -> bytes:
     """An A-ASSOCIATE-RQ proposing ``abstract_syntax`` as presentation context 1 (Explicit VR Little Endian)."""
     from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
     from pynetdicom.presentation import build_context
 
     primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.application_context_name = application_context
     primitive.calling_ae_title = calling
     primitive.called_ae_title = node.aet
     cx = build_context(abstract_syntax, "1.2.840.10008.1.2.1")
@@ -212,6 +214,31 @@ def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
     while len(body) < length:
         body += sock.recv(length - len(body))
     return header[0], body
+
+
+@pytest.mark.parametrize("proposed", ["1.2.840.10008.3.1.1.1", "1.2.826.0.1.3680043.9.7.1"])
+def test_the_accept_names_the_dicom_application_context_as_pynetdicoms_does(node_factory, tmp_path: Path,
+                                                                           proposed: str) -> None:
+    """PS3.7 A.2.1: the A-ASSOCIATE-AC names the DICOM Application Context, whatever the requestor proposed; the
+    light path's A-ASSOCIATE-AC is byte for byte the one pynetdicom sends (found by differential fuzzing of
+    A-ASSOCIATE-RQs: the light path echoed the proposed name)."""
+    light = node_factory()
+    plain = node_factory(data_dir=tmp_path / "plain")
+    plain.node._server.light = None  # every association pynetdicom's
+    answers = []
+    for node in (light, plain):
+        with socket.create_connection((node.host, node.port), timeout=10) as sock:
+            sock.sendall(_request_bytes(node, application_context=proposed))
+            answers.append(_read_pdu(sock))
+            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
+            assert _read_pdu(sock)[0] == 0x06  # A-RELEASE-RP
+    assert light.node._server.light.served == 1
+    assert answers[0] == answers[1]
+    kind, body = answers[0]
+    assert kind == 0x02
+    accept = A_ASSOCIATE_AC()
+    accept.decode(b"\x02\x00" + struct.pack(">I", len(body)) + body)
+    assert accept.application_context_name == "1.2.840.10008.3.1.1.1"
 
 
 def test_unexpected_pdu_and_malformed_data_are_aborted(node: RunningNode) -> None:
