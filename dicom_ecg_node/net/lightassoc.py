@@ -748,6 +748,12 @@ class LightRegistry:
         except Exception:  # pynetdicom reads it again and reports what is wrong with it
             return None
         proposed = request.presentation_context_definition_list
+        ids = [cx.context_id for cx in proposed]
+        # pynetdicom's state machine rejects a protocol version other than 1 (PS3.8 9.3.2, answered A-ASSOCIATE-RJ
+        # 1/2/2), and keeps one result per presentation context ID, which PS3.8 9.3.2.2 requires to be unique:
+        # such requests are pynetdicom's to answer (found by differential fuzzing: served here, they were accepted).
+        if pdu.protocol_version != 0x0001 or len(set(ids)) != len(ids):
+            return None
         if (not proposed or str(request.called_ae_title).strip() != ae.ae_title.strip()
                 or any(str(cx.abstract_syntax) not in LIGHT_SYNTAXES
                        and not (stores and _is_storage(str(cx.abstract_syntax))) for cx in proposed)

@@ -216,6 +216,65 @@ def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
     return header[0], body
 
 
+def _with_context_ids(request: bytes, ids: list[int], protocol_version: int = 1) -> bytes:
+    """``request`` (an A-ASSOCIATE-RQ) with its presentation context items renumbered ``ids`` in order."""
+    out = bytearray(request)
+    out[6:8] = struct.pack(">H", protocol_version)
+    pos, numbered = 74, iter(ids)  # after the PDU header and the fixed fields (PS3.8 9.3.2)
+    while pos < len(out):
+        kind, length = out[pos], struct.unpack(">H", out[pos + 2:pos + 4])[0]
+        if kind == 0x20:  # Presentation Context Item (PS3.8 9.3.2.2): its ID is the first byte of its value
+            out[pos + 4] = next(numbered)
+        pos += 4 + length
+    return bytes(out)
+
+
+def _answer(node: RunningNode, request: bytes) -> tuple[int, bytes]:
+    """The node's first PDU for ``request``; an association it accepts is released."""
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = _read_pdu(sock)
+        if answer[0] == 0x02:
+            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
+            assert _read_pdu(sock)[0] == 0x06  # A-RELEASE-RP
+    return answer
+
+
+@pytest.mark.parametrize(("ids", "version", "kind"), [([1, 1], 1, 0x02), ([3, 3], 1, 0x02), ([1, 3], 2, 0x03)])
+def test_requests_pynetdicom_reads_its_own_way_are_left_to_it(node_factory, tmp_path: Path, ids: list[int],
+                                                             version: int, kind: int) -> None:
+    """Two presentation contexts with one ID (PS3.8 9.3.2.2 wants them unique) or a protocol version other than 1
+    (PS3.8 9.3.2; pynetdicom answers A-ASSOCIATE-RJ 1/2/2): answered by pynetdicom, byte for byte what a node
+    without light associations answers (found by differential fuzzing: the light path accepted both, with one
+    result per context)."""
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+
+    light = node_factory()
+    plain = node_factory(data_dir=tmp_path / "plain")
+    plain.node._server.light = None
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title, primitive.called_ae_title = "RAW", light.aet
+    contexts = [build_context(VERIFICATION, "1.2.840.10008.1.2.1"), build_context(SRFIND, "1.2.840.10008.1.2")]
+    for number, cx in enumerate(contexts):
+        cx.context_id = 2 * number + 1
+    primitive.presentation_context_definition_list = contexts
+    length = MaximumLengthNotification()
+    length.maximum_length_received = 16384
+    primitive.user_information = [length]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    request = _with_context_ids(pdu.encode(), ids, version)
+    answers = [_answer(node, request) for node in (light, plain)]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == kind
+    assert light.node._server.light.served == 0
+    # The same request, well formed, is served light.
+    assert _answer(light, _with_context_ids(pdu.encode(), [1, 3]))[0] == 0x02
+    assert light.node._server.light.served == 1
+
+
 @pytest.mark.parametrize("proposed", ["1.2.840.10008.3.1.1.1", "1.2.826.0.1.3680043.9.7.1"])
 def test_the_accept_names_the_dicom_application_context_as_pynetdicoms_does(node_factory, tmp_path: Path,
                                                                            proposed: str) -> None:
