@@ -391,7 +391,7 @@ class IngestService:
         self._notify(outcome)
 
     def _stage(self, data: bytes, helper: bool, aio: KernelFsync | None = None) -> _Staging:
-        """Write ``data`` to the staging folder here; ``fsync`` it on the helper thread now, or here when asked.
+        """Write ``data`` to staging; its ``fsync`` starts now (kernel ``aio``, helper thread) or runs when asked.
 
         See the module notes, "Overlap". A write that fails is reported by the returned object's ``result()``, as
         a failed ``fsync`` is: a refusal for another reason found meanwhile (an invalid object) is still the one
