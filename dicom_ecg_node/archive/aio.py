@@ -17,18 +17,26 @@ What it promises
 Where it is not available
     :meth:`KernelFsync.create` returns ``None`` on another system, an architecture whose system call numbers are
     not listed here, a big-endian one, or when ``io_setup`` is refused (a seccomp profile, ``fs.aio-max-nr``
-    exhausted): callers then ``fsync`` on their own thread, as before.
+    exhausted): callers then ``fsync`` on their own thread, as before. A kernel can also set up a context and
+    still refuse to queue an ``fsync`` (``EINVAL`` from ``io_submit``: Linux before 4.18, some sandboxes): a
+    :class:`FsyncPool` given a ``probe`` folder tries one there before it hands out its first context, and offers
+    none if it is refused, so that stores do not try and fall back every time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import logging
 import os
 import platform
 import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("dicom_ecg_node.archive")
 
 #: (io_setup, io_destroy, io_getevents, io_submit) per architecture: ``arch/x86/entry/syscalls/syscall_64.tbl``
 #: and ``include/uapi/asm-generic/unistd.h`` (arm64, riscv64).
@@ -164,13 +172,18 @@ class FsyncPool:
     kernel : bool
         ``False``: :meth:`take` always answers ``None``, as where kernel AIO is not available (the callers'
         other way, tested on any system).
+    probe : Path, optional
+        A folder on the file system whose files will be synced (the archive's). The first context made must
+        queue and complete an ``fsync`` of it before any is handed out; if the kernel refuses to queue it, the pool
+        offers no context from then on (module notes). Without it, contexts are handed out untried.
     """
 
-    def __init__(self, kernel: bool = True) -> None:
+    def __init__(self, kernel: bool = True, probe: Path | None = None) -> None:
         self._free: list[KernelFsync] = []
         self._lock = threading.Lock()
         self._closed = False
         self._available = kernel
+        self._probe = probe
 
     def take(self) -> KernelFsync | None:
         """A context for this thread's store; ``None`` where kernel AIO cannot be used."""
@@ -179,10 +192,16 @@ class FsyncPool:
                 return self._free.pop()
             if not self._available or self._closed:
                 return None
+            probe = self._probe
         made = KernelFsync.create()
-        if made is None:
-            with self._lock:
+        if made is not None and probe is not None and not _queues_fsync(made, probe):
+            made.close()
+            made = None
+        with self._lock:
+            if made is None:
                 self._available = False
+            elif probe is not None:
+                self._probe = None  # tried once: the answer holds for every context of this kernel
         return made
 
     def give(self, context: KernelFsync) -> None:
@@ -200,3 +219,26 @@ class FsyncPool:
             free, self._free = self._free, []
         for context in free:
             context.close()
+
+
+def _queues_fsync(context: KernelFsync, folder: Path) -> bool:
+    """Whether ``context`` queues an ``fsync`` of ``folder`` (``False`` only when the kernel refuses to queue it).
+
+    A failure of the ``fsync`` itself (``EIO``...) is the disk's, not kernel AIO's: stores will meet it and answer it.
+    A folder that cannot be opened tells nothing, so the context is used.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return True
+    try:
+        try:
+            token = context.start(fd)
+        except OSError as exc:
+            log.warning("kernel AIO does not queue an fsync here (%s): stores fsync on their own thread", exc)
+            return False
+        with contextlib.suppress(OSError):  # the disk's failure: not this question
+            context.wait(token)
+        return True
+    finally:
+        os.close(fd)

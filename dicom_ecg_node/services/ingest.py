@@ -251,8 +251,9 @@ class IngestService:
         #: belongs in :class:`~dicom_ecg_node.services.dispatch.StoreDispatcher`.
         self.listeners: list[Callable[[StoreOutcome], None]] = []
         #: Kernel AIO contexts for the ``fsync``\ s of C-STOREs, one per store in flight at most (see "Overlap" in
-        #: the module notes); ``FsyncPool(kernel=False)`` makes the service work as where kernel AIO is unavailable.
-        self.fsyncs = FsyncPool()
+        #: the module notes), tried once on the archive's file system; ``FsyncPool(kernel=False)`` makes the service
+        #: work as where kernel AIO is unavailable.
+        self.fsyncs = FsyncPool(probe=archive.root)
         # Threads start on demand, one per store in flight at most (see "Overlap" in the module notes).
         self._stager = ThreadPoolExecutor(max_workers=max(1, config.max_associations),
                                           thread_name_prefix="ecg-node-stage")

@@ -463,6 +463,33 @@ def test_staged_bytes_are_synced_while_validating_unless_inline(service: IngestS
     assert service.catalog.find_instance_file(other) is None
 
 
+def test_where_the_kernel_refuses_aio_fsync_a_lone_store_syncs_on_the_helper_thread(
+        service: IngestService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that sets up AIO contexts but refuses IOCB_CMD_FSYNC (EINVAL, injected where it answers): the
+    service finds out once, on the archive's folder, and then stores as where kernel AIO is missing (the helper
+    thread overlaps the fsync for a lone association) instead of trying the kernel on every store."""
+    import errno
+
+    if KernelFsync.create() is None:
+        pytest.skip("kernel AIO fsync (io_submit IOCB_CMD_FSYNC) is not available on this system")
+    refused: list[int] = []
+
+    def refuse(self: KernelFsync, fd: int) -> int:
+        refused.append(fd)
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(KernelFsync, "start", refuse)
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(archive_module.PendingStage, "sync", spy(calls, "sync", archive_module.PendingStage.sync))
+    outs = [store(service, data, via="c-store", overlap=True)
+            for data in (synth(sop_instance_uid=generate_uid()) for _ in range(2))]
+    assert [out.status for out in outs] == ["stored", "stored"]
+    assert all(out.path.read_bytes().startswith(bytes(128) + b"DICM") for out in outs)
+    assert calls == [("sync", "helper")] * 2
+    assert len(refused) == 1  # the probe only
+    assert leftovers(service.config.data_dir) == []
+
+
 @pytest.mark.parametrize("mode", FSYNC_MODES)
 def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestService, via: str, mode: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -484,8 +511,8 @@ def test_a_placement_failing_after_its_link_leaves_no_file(service: IngestServic
 
     def start(self: KernelFsync, fd: int) -> int:
         token = real_start(self, fd)
-        if os.path.isdir(f"/proc/self/fd/{fd}"):
-            directories.add(token)
+        if os.path.isdir(f"/proc/self/fd/{fd}") and os.readlink(f"/proc/self/fd/{fd}") != str(archive_root):
+            directories.add(token)  # a fan-out folder's (the archive root's is the pool's probe, FsyncPool)
         return token
 
     def wait(self: KernelFsync, token: int) -> None:

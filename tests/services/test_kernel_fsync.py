@@ -107,3 +107,52 @@ def test_the_pool_reuses_contexts_and_can_be_disabled() -> None:
     pool.close()
     assert pool.take() is None  # closed: stores fsync on their own
     assert FsyncPool(kernel=False).take() is None
+
+
+def test_a_pool_tries_one_fsync_on_its_probe_folder_before_handing_out_contexts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if KernelFsync.create() is None:
+        pytest.skip("kernel AIO fsync (io_submit IOCB_CMD_FSYNC) is not available on this system")
+    started: list[int] = []
+    real_start = KernelFsync.start
+
+    def start(self: KernelFsync, fd: int) -> int:
+        started.append(os.fstat(fd).st_ino)
+        return real_start(self, fd)
+
+    monkeypatch.setattr(KernelFsync, "start", start)
+    pool = FsyncPool(probe=tmp_path)
+    first = pool.take()
+    assert first is not None and started == [tmp_path.stat().st_ino]  # the folder's fsync, queued and collected
+    second = pool.take()
+    assert second is not None and len(started) == 1  # tried once per pool, not per context
+    pool.give(first)
+    pool.give(second)
+    pool.close()
+
+
+def test_a_pool_whose_probe_fsync_the_kernel_refuses_offers_no_context(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """io_setup works but io_submit refuses IOCB_CMD_FSYNC (Linux before 4.18, some sandboxes): EINVAL, injected
+    where the kernel answers. The pool then hands out nothing, so stores use their other ways from the first."""
+    if KernelFsync.create() is None:
+        pytest.skip("kernel AIO fsync (io_submit IOCB_CMD_FSYNC) is not available on this system")
+    created: list[KernelFsync | None] = []
+    real_create = KernelFsync.create.__func__  # type: ignore[attr-defined]
+
+    def create(cls: type[KernelFsync]) -> KernelFsync | None:
+        created.append(real_create(cls))
+        return created[-1]
+
+    def refuse(self: KernelFsync, fd: int) -> int:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(KernelFsync, "create", classmethod(create))
+    monkeypatch.setattr(KernelFsync, "start", refuse)
+    pool = FsyncPool(probe=tmp_path)
+    with caplog.at_level("WARNING", logger="dicom_ecg_node.archive"):
+        assert pool.take() is None
+    assert "does not queue an fsync" in caplog.text
+    assert pool.take() is None and pool.take() is None
+    assert len(created) == 1  # no context made (and refused) again per store
+    assert created[0] is not None and not created[0]._context.value  # the refused one was released
