@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -244,6 +245,19 @@ def receiver(kind: str, port: int, out: Path, workers: int) -> tuple[subprocess.
     return proc, aet
 
 
+def associations_per_worker(log: Path, workers: int) -> list[int]:
+    """How many of storescu's associations each worker process of the node served, from its log.
+
+    A worker serving two associations while another serves none halves their speed (they share its interpreter
+    lock): when a round of 4 associations is slow, this tells a placement from a slow machine.
+    """
+    counts = [0] * workers
+    for match in re.finditer(r"\[w(\d+)\]: association accepted: calling AE 'STORESCU'",
+                             log.read_text(errors="replace")):
+        counts[int(match.group(1))] += 1
+    return counts
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -305,9 +319,14 @@ def main() -> int:
                 rate = len(files) / elapsed
                 rates[kind].append(rate)
                 label = f" (round {turn + 1})" if args.rounds > 1 else ""
+                workers = worker_count(args.workers)
+                placed = ""
+                if kind == "ecg-node" and streams > 1 and workers > 1:
+                    per = associations_per_worker(out.parent / f"{out.name}.log", workers)
+                    placed = f", associations per worker {'/'.join(map(str, per))}"
                 print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
                       f"peak RSS {rss:6.1f} MB (RSS {trace.early:.1f} -> {trace.end:.1f})  "
-                      f"CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms{label}")
+                      f"CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms{placed}{label}")
         if args.rounds > 1:
             for kind, values in rates.items():
                 print(f"  {streams} assoc  {kind:22s} median {statistics.median(values):8.1f} files/s "
