@@ -148,12 +148,28 @@ def _us(value: bytes | None) -> int | None:
 
 
 def _ui(value: bytes | None) -> str | None:
-    if value is None:
+    """A UID value as pynetdicom reads it, or ``None`` for what it would read otherwise (or not at all).
+
+    A backslash separates values (PS3.5 6.4): pydicom reads such a value as several UIDs and pynetdicom keeps
+    the first, so a request holding one is left to pynetdicom.
+    """
+    if value is None or b"\\" in value:
         return None
     try:
         return value.decode("ascii").rstrip("\0 ")
     except UnicodeDecodeError:
         return None
+
+
+def _ae(value: bytes) -> str | None:
+    """An AE title (PS3.5 6.2: printable ASCII, one value), stripped as pydicom does; ``None`` otherwise.
+
+    pydicom decodes other bytes as ISO 8859-1 and strips what Python calls white space (a no-break space too),
+    and splits at a backslash: such a title is left to pynetdicom.
+    """
+    if b"\\" in value or not all(0x20 <= byte < 0x7F for byte in value):
+        return None
+    return value.decode("ascii").strip()
 
 
 def _even(value: bytes, pad: bytes) -> bytes:
@@ -412,8 +428,10 @@ def store_request(fields: dict[int, bytes], context_id: int) -> FastCStore | Non
     move_id = fields.get(0x1031)
     if move_id is not None and _us(move_id) is None:
         return None
-    return FastCStore(context_id, message_id, cuid, iuid, priority,
-                      None if move_aet is None else move_aet.decode("ascii", "replace").strip(), _us(move_id), b"")
+    move_title = None if move_aet is None else _ae(move_aet)
+    if move_aet is not None and move_title is None:
+        return None
+    return FastCStore(context_id, message_id, cuid, iuid, priority, move_title, _us(move_id), b"")
 
 
 def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> None:

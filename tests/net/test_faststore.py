@@ -19,10 +19,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, evt
-from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode, encode_file_meta
 from pynetdicom.events import Event
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 
 from dicom_ecg_node.net import faststore
@@ -32,6 +33,7 @@ from dicom_ecg_node.net.faststore import (
     file_meta,
     parse_command,
     response_command,
+    store_request,
     store_response_command,
 )
 from dicom_ecg_node.net.reactorgate import gate_reactor
@@ -116,6 +118,55 @@ def test_parse_command_reads_elements_and_refuses_malformed_sets() -> None:
     assert parse_command(command[:5]) is None  # a truncated element header
     assert parse_command(struct.pack("<HHI", 8, 0x16, 2) + b"12") is None  # not group 0000
     assert parse_command(_el(0x0100, b"\x01\x00") + _el(0x0002, b"12")) is None  # not ascending
+
+
+def _move_store_command(cuid: bytes, iuid: bytes, move_aet: bytes) -> bytes:
+    body = b"".join((_el(0x0002, cuid), _el(0x0100, struct.pack("<H", 1)), _el(0x0110, struct.pack("<H", 7)),
+                     _el(0x0700, struct.pack("<H", 0)), _el(0x0800, struct.pack("<H", 0)), _el(0x1000, iuid),
+                     _el(0x1030, move_aet), _el(0x1031, struct.pack("<H", 5))))
+    return _el(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _pynetdicom_reads(command: bytes) -> tuple[object, ...]:
+    """The C-STORE-RQ fields pynetdicom decodes from a command set (its DIMSE message decoder)."""
+    message = C_STORE_RQ()
+    pdata = P_DATA()
+    pdata.presentation_data_value_list = [[1, b"\x03" + command], [1, b"\x02DATA"]]
+    assert message.decode_msg(pdata)
+    p = message.message_to_primitive()
+    return (p.MessageID, str(p.AffectedSOPClassUID), str(p.AffectedSOPInstanceUID), p.Priority,
+            p.MoveOriginatorApplicationEntityTitle, p.MoveOriginatorMessageID)
+
+
+@pytest.mark.parametrize(("cuid", "iuid", "move_aet", "fast"), [
+    (TWELVE_LEAD.encode(), b"1.2.3.4\0", b"MOVESCU ", True),
+    (TWELVE_LEAD.encode(), b"1.2.3.4\0", b" MOVE SCU       ", True),
+    (b"1.2.840.10008.5.\\.4.1.1.9.1.1", b"1.2.3.4\0", b"MOVESCU ", False),  # a backslash: two values to pydicom
+    (TWELVE_LEAD.encode(), b"1.2.3.4\\", b"MOVESCU ", False),
+    (TWELVE_LEAD.encode(), b"1.2.3.4\0", b"MOVESCU\xa0", False),  # ISO 8859-1 no-break space, stripped by pydicom
+    (TWELVE_LEAD.encode(), b"1.2.3.4\0", b"MOVE\\SCU", False),
+])
+def test_a_store_request_is_read_as_pynetdicom_reads_it_or_left_to_it(cuid: bytes, iuid: bytes, move_aet: bytes,
+                                                                       fast: bool) -> None:
+    """Found by differential fuzzing of command sets: values pydicom reads its own way (a backslash splits a
+    value, other bytes are decoded as ISO 8859-1) went through the fast path as other strings than pynetdicom's."""
+    command = _move_store_command(cuid, iuid, move_aet)
+    fields = parse_command(command)
+    assert fields is not None
+    request = store_request(fields, 1)
+    if not fast:
+        assert request is None
+        return
+    assert request is not None
+    req = C_STORE()
+    req.MessageID = request.message_id
+    req.AffectedSOPClassUID = request.sop_class_uid
+    req.AffectedSOPInstanceUID = request.sop_instance_uid
+    req.Priority = request.priority
+    req.MoveOriginatorApplicationEntityTitle = request.move_originator_aet
+    req.MoveOriginatorMessageID = request.move_originator_message_id
+    assert (req.MessageID, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), req.Priority,
+            req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorMessageID) == _pynetdicom_reads(command)
 
 
 class _Association:
