@@ -34,7 +34,12 @@ How
     PDUs to the socket itself (batched while answers stream) and, between answers, reads what the peer sent, so a
     C-CANCEL (PS3.7 9.3.2.3) or an A-ABORT stops the answers.
     Release (PS3.8 7.2), abort (7.3), an unexpected PDU (A-ABORT, PS3.8 9.3.8), a peer that closes and the network
-    timeout end the association as pynetdicom ends it, with the same events.
+    timeout end the association as pynetdicom ends it, with the same events. A P-DATA-TF or a DIMSE message that
+    cannot be read is answered with an A-P-ABORT (source 2, reason 0), as pynetdicom's state machine answers it.
+    Fragments that break PS3.8 Annex E (a message's fragments on two contexts, a command fragment after the last
+    one, a last-fragment bit set early) are not always ended the same way: pynetdicom reads some of them on, or
+    fails inside its reactor and aborts as the service user, where the light path aborts as the provider; found
+    by differential fuzzing and left so, since neither reading is the standard's.
 """
 
 from __future__ import annotations
@@ -448,11 +453,17 @@ class LightAssociation:
         return False
 
     def _provider_abort(self, message: str, reason: int) -> None:
-        """A-ABORT from the service provider (PS3.8 9.3.8, source 2) with ``reason``, logged as an error."""
+        """A-ABORT from the service provider (PS3.8 9.3.8, source 2) with ``reason``, logged as an error, and stop.
+
+        What the node sends when the peer breaks the protocol: an unexpected or malformed PDU, a DIMSE message it
+        cannot read (reason 0, as pynetdicom's state machine sends for those, AA-8). An A-ABORT with source 0 would
+        tell the peer that the node's application chose to end the association.
+        """
         log.error("%s", message)
         self._send_abort(0x02, reason)
         self.is_aborted, self.is_established = True, False
         evt.trigger(self, evt.EVT_ABORTED, {})
+        self.kill()
 
     @staticmethod
     def _pdvs(pdu: bytes) -> list[tuple[int, int, bytes]]:
@@ -479,8 +490,7 @@ class LightAssociation:
         field = None if command is None else command.get(0x0100)
         if (command is None or len(command.get(0x0800, b"")) != 2 or context is None
                 or any(cx != context_id for cx, _, _ in fragments)):
-            log.error("invalid DIMSE message or presentation context ID %s; aborting", context_id)
-            self.abort()
+            self._provider_abort(f"invalid DIMSE message or presentation context ID {context_id}; aborting", 0x00)
             return False
         kind = _US.unpack(field)[0] if field is not None and len(field) == 2 else None
         try:
@@ -505,13 +515,11 @@ class LightAssociation:
             elif kind == C_CANCEL_RQ:
                 pass  # nothing running to cancel (PS3.7 9.3.2.3: ignored)
             else:
-                log.error("DIMSE command 0x%s is not served on this association; aborting",
-                          "????" if kind is None else f"{kind:04X}")
-                self.abort()
+                self._provider_abort("DIMSE command 0x{} is not served on this association; aborting".format(
+                    "????" if kind is None else f"{kind:04X}"), 0x00)
                 return False
         except (KeyError, ValueError, struct.error) as exc:
-            log.error("invalid DIMSE message (%s); aborting", exc)
-            self.abort()
+            self._provider_abort(f"invalid DIMSE message ({exc}); aborting", 0x00)
             return False
         finally:
             self.dul.flush()
@@ -700,8 +708,7 @@ class LightRegistry:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             assoc.serve()
         except _Malformed:
-            log.error("malformed P-DATA-TF from %s:%d; aborting", *address)
-            assoc.abort()
+            assoc._provider_abort("malformed P-DATA-TF from {}:{}; aborting".format(*address), 0x00)
         except Exception:
             log.exception("association with %s:%d failed; aborting", *address)
             with contextlib.suppress(Exception):

@@ -390,6 +390,56 @@ def test_an_echo_command_without_its_data_set_type_is_aborted_at_once(node: Runn
     assoc.release()
 
 
+def _ending(node: RunningNode, after_accept: bytes, abstract_syntax: str) -> bytes:
+    """What the node sends after its A-ASSOCIATE-AC when ``after_accept`` follows the request, until it closes."""
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(_request_bytes(node, abstract_syntax, calling="CART"))
+        assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+        sock.sendall(after_accept)
+        kind, body = _read_pdu(sock)
+        return bytes([kind, 0]) + struct.pack(">I", len(body)) + body
+
+
+def _echo_command(with_type: bool) -> bytes:
+    def element(number: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", 0, number, len(value)) + value
+
+    body = b"".join((element(0x0002, VERIFICATION.encode() + b"\0"), element(0x0100, struct.pack("<H", 0x0030)),
+                     element(0x0110, struct.pack("<H", 1)))
+                    + ((element(0x0800, struct.pack("<H", 0x0101)),) if with_type else ()))
+    return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+@pytest.mark.parametrize(("case", "as_pynetdicom"), [
+    ("P-DATA cut short", True), ("no Command Data Set Type", True), ("command set cut short", True),
+    ("fragment on an unaccepted context", False)])
+def test_a_malformed_message_is_aborted_by_the_service_provider(node_factory, tmp_path: Path, case: str,
+                                                                as_pynetdicom: bool) -> None:
+    """A P-DATA-TF or DIMSE message the node cannot read ends the association with an A-P-ABORT (PS3.8 7.3.2:
+    source 2, the service provider; reason 0, as pynetdicom's state machine sends, AA-8), byte for byte what a
+    node without light associations sends. Found by differential fuzzing of P-DATA-TF: the light path sent an
+    A-ABORT as the service user (source 0), which tells the peer that the node's application chose to abort.
+    A fragment on a context that was not accepted makes pynetdicom fail inside its reactor, which then aborts as
+    the service user; the light path answers it as the protocol error it is."""
+    light = node_factory()
+    plain = node_factory(data_dir=tmp_path / "plain")
+    plain.node._server.light = None
+    good = _echo_command(with_type=True)
+    after = {
+        "P-DATA cut short": b"\x04\x00\x00\x00\x00\x03\x00\x00\x00",
+        "no Command Data Set Type": _p_data((0x03, _echo_command(with_type=False))),
+        "command set cut short": _p_data((0x03, good[:-3])),
+        "fragment on an unaccepted context": _p_data((0x01, good[:20])) + struct.pack(
+            ">BBIIBB", 0x04, 0, 6 + len(good) - 20, 2 + len(good) - 20, 3, 0x03) + good[20:],
+    }[case]
+    ending, theirs = _ending(light, after, VERIFICATION), _ending(plain, after, VERIFICATION)
+    assert ending == b"\x07\x00\x00\x00\x00\x04\x00\x00\x02\x00"  # A-ABORT, source 2, reason 0
+    assert theirs[0] == 0x07 and (theirs == ending) is as_pynetdicom
+    assoc = _associate(light, VERIFICATION)  # and the node keeps serving
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
 def test_stop_waits_for_a_running_light_association_then_closes_it(node_factory) -> None:
     node = node_factory()
     assoc = _associate(node, VERIFICATION)
