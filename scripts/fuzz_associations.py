@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Differential fuzzing of the node's light associations against pynetdicom's own association handling.
+
+The node serves most associations itself (``net/lightassoc.py``, ``net/faststore.py``) and promises to answer
+them as pynetdicom would. This script starts two nodes in this process, one as it runs and one with light
+associations off (every association pynetdicom's), sends each the same bytes over TCP and compares what comes
+back, byte for byte, until the node closes or goes quiet:
+
+``associate``
+    an A-ASSOCIATE-RQ (PS3.8 9.3.2) with varied application context, AE titles, maximum length, user items,
+    presentation contexts and IDs, half of them then mutated byte-wise; an accepted association is released.
+``store``
+    an accepted association, then one C-STORE of a synthetic 12-lead ECG in P-DATA-TF PDUs (PS3.8 9.3.5, Annex E)
+    split at random, with some command-set bytes, fragment headers, context IDs, fragments, PDU types or lengths
+    mutated; then an A-RELEASE-RQ.
+
+Each difference is printed with its case number and the mutation; ``store`` also prints a summary of outcomes
+(A-ABORT source/reason, C-STORE-RSP status). Differences found this way were fixed (see the git log: "found by
+differential fuzzing"); those left on malformed P-DATA are described in ``net/lightassoc.py``.
+
+Usage: .venv/bin/python scripts/fuzz_associations.py {associate,store} [--seed 1] [--cases 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import socket
+import struct
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import generate_uid
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
+from pynetdicom.presentation import build_context
+
+from dicom_ecg_node.config import load_config
+from dicom_ecg_node.net.server import DicomNode
+from dicom_ecg_node.services.ingest import IngestService
+from dicom_ecg_node.waveform.synth import synthesize_ecg
+
+TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
+VERIFICATION = "1.2.840.10008.1.1"
+DICOM_CONTEXT = "1.2.840.10008.3.1.1.1"
+RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+#: The node's maximum PDU length as this script's requests announce it for the SCU side.
+SCU_MAX_PDU = 16384
+
+
+def start_nodes(base: Path) -> list[tuple[DicomNode, IngestService]]:
+    """Two nodes on free loopback ports: light associations on, then off."""
+    nodes = []
+    for name in ("light", "pynetdicom"):
+        # No association limit to hit (cases whose peer goes quiet leave associations open until the timeouts).
+        config = load_config(environ={}, data_dir=base / name, host="127.0.0.1", port=0, aet="ECGNODE",
+                             accept_unknown=True, max_associations_per_peer=0, prepare_archive=False,
+                             max_associations=1000, network_timeout=3.0, acse_timeout=3.0, dimse_timeout=3.0)
+        ingest = IngestService.open(config)
+        node = DicomNode(config, ingest)
+        node.start()
+        if name == "pynetdicom":
+            node._server.light = None  # every association pynetdicom's
+        nodes.append((node, ingest))
+    return nodes
+
+
+def associate_request(rng: random.Random, *, varied: bool) -> bytearray:
+    """An encoded A-ASSOCIATE-RQ: the node's own kind of request, or (``varied``) one with unusual fields."""
+    primitive = A_ASSOCIATE()
+    pick = rng.choice if varied else (lambda options: options[0])
+    primitive.application_context_name = pick([DICOM_CONTEXT] * 5 + ["1.2.3", DICOM_CONTEXT + ".0"])
+    primitive.calling_ae_title = pick(["CART", "cart", " CART", "CART 2", "A" * 16, "X"])
+    primitive.called_ae_title = pick(["ECGNODE"] * 6 + ["ecgnode", " ECGNODE", "ECGNODE2", "ECGNOD"])
+    length = MaximumLengthNotification()
+    length.maximum_length_received = pick([SCU_MAX_PDU, 0, 131072, 4096, 1, 2**32 - 1])
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.3.4"
+    primitive.user_information = pick([[length, implementation], [length, implementation], [implementation],
+                                       [length], [implementation, length]])
+    if varied:
+        classes = [VERIFICATION, TWELVE_LEAD, "1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1",
+                   "1.2.840.10008.5.1.4.1.1.9.1.2", "1.2.840.10008.1.20.1", "1.2.3.999"]
+        syntaxes = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+                    "1.2.840.10008.1.2.4.50"]
+        contexts = []
+        for i in range(rng.randint(1, 4)):
+            proposed = rng.sample(syntaxes, rng.randint(1, 3))
+            if rng.random() < 0.2:
+                proposed += proposed[:1]  # a transfer syntax proposed twice
+            context = build_context(rng.choice(classes), proposed)
+            context._context_id = rng.choice([2 * i + 1] * 5 + [1, 2 * i + 2, 255, 253])
+            contexts.append(context)
+    else:
+        contexts = [build_context(TWELVE_LEAD, ["1.2.840.10008.1.2.1"]), build_context(VERIFICATION,
+                                                                                      ["1.2.840.10008.1.2"])]
+        contexts[0]._context_id, contexts[1]._context_id = 1, 3
+    primitive.presentation_context_definition_list = contexts
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytearray(pdu.encode())
+
+
+def mutate_request(rng: random.Random, data: bytearray) -> tuple[bytes, str]:
+    """Half unchanged; otherwise bytes changed, inserted or deleted (the PDU length kept consistent)."""
+    roll = rng.random()
+    if roll < 0.5 or len(data) <= 75:
+        return bytes(data), "fields"
+    roll = (roll - 0.5) * 2
+    at = rng.randrange(74, len(data))
+    if roll < 0.4:
+        data[at] = rng.randrange(256)
+        kind = f"byte {at} changed"
+    elif roll < 0.6:
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+        kind = f"bytes inserted at {at}"
+    elif roll < 0.7:
+        del data[at:at + rng.randint(1, 4)]
+        kind = f"bytes deleted at {at}"
+    else:
+        at = rng.randrange(0, 74)
+        data[at] = rng.randrange(256)
+        kind = f"fixed-field byte {at} changed"
+    struct.pack_into(">I", data, 2, len(data) - 6)
+    return bytes(data), kind
+
+
+def _element(number: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0, number, len(value)) + value
+
+
+def _even(value: bytes) -> bytes:
+    return value + b"\0" if len(value) % 2 else value
+
+
+def store_pdus(rng: random.Random, dataset: Any) -> tuple[bytes, list[str]]:
+    """A C-STORE-RQ (PS3.7 9.3.1.1) of ``dataset`` under a new UID, in P-DATA-TF PDUs, some parts mutated."""
+    uid = generate_uid()
+    dataset.SOPInstanceUID = uid
+    data = encode(dataset, False, True)  # Explicit VR Little Endian: presentation context 1
+    body = b"".join((_element(0x0002, _even(TWELVE_LEAD.encode())), _element(0x0100, struct.pack("<H", 1)),
+                     _element(0x0110, struct.pack("<H", rng.randrange(1, 65536))),
+                     _element(0x0700, struct.pack("<H", 0)), _element(0x0800, struct.pack("<H", 0)),
+                     _element(0x1000, _even(uid.encode()))))
+    command = bytearray(_element(0x0000, struct.pack("<I", len(body))) + body)
+    mutations = []
+    if rng.random() < 0.3:
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randrange(len(command))
+            command[at] = rng.randrange(256)
+            mutations.append(f"command byte {at}")
+    pdvs = [[1, 0x01, part] for part in _split(rng, bytes(command), rng.choice([1, 1, 2, 3]))]
+    pdvs[-1][1] = 0x03
+    fragments = [[1, 0x00, part] for part in _split(rng, data, rng.choice([9, 10, 12, 20]))]
+    fragments[-1][1] = 0x02
+    pdvs += fragments
+    if rng.random() < 0.3:
+        at, roll = rng.randrange(len(pdvs)), rng.random()
+        if roll < 0.3:
+            header = rng.choice([0, 1, 2, 3, 4, 0xFF])
+            mutations.append(f"fragment {at} header {pdvs[at][1]}->{header}")
+            pdvs[at][1] = header
+        elif roll < 0.6:
+            context = rng.choice([3, 5, 0, 255])
+            mutations.append(f"fragment {at} context {context}")
+            pdvs[at][0] = context
+        elif roll < 0.8:
+            mutations.append(f"fragment {at} deleted")
+            del pdvs[at]
+        else:
+            extra = [1, rng.choice([0, 1, 2, 3]), bytes(rng.randrange(256) for _ in range(rng.randint(0, 20)))]
+            mutations.append(f"fragment inserted at {at} (header {extra[1]}, {len(extra[2])} bytes)")
+            pdvs.insert(at, extra)
+    pdus: list[bytearray] = []
+    items: list[bytes] = []
+    for context, header, value in pdvs:
+        item = struct.pack(">IBB", len(value) + 2, context, header) + value
+        if items and (sum(map(len, items)) + len(item) > SCU_MAX_PDU - 6 or rng.random() < 0.5):
+            pdus.append(bytearray(b"\x04\x00" + struct.pack(">I", sum(map(len, items))) + b"".join(items)))
+            items = []
+        items.append(item)
+    pdus.append(bytearray(b"\x04\x00" + struct.pack(">I", sum(map(len, items))) + b"".join(items)))
+    if rng.random() < 0.15:
+        at, roll = rng.randrange(len(pdus)), rng.random()
+        if roll < 0.3:
+            pdus[at][0] = rng.choice([0x05, 0x06, 0x07, 0x08, 0x01])
+            mutations.append(f"PDU {at} type {pdus[at][0]:#04x}")
+        elif roll < 0.6:
+            change = rng.choice([-3, -1, 1, 2])
+            struct.pack_into(">I", pdus[at], 2, max(0, len(pdus[at]) - 6 + change))
+            mutations.append(f"PDU {at} length {change:+d}")
+        else:
+            pdus[at][1] = rng.randrange(1, 256)
+            mutations.append(f"PDU {at} reserved byte")
+    return b"".join(bytes(pdu) for pdu in pdus), mutations
+
+
+def _split(rng: random.Random, data: bytes, parts: int) -> list[bytes]:
+    if parts <= 1 or len(data) < parts:
+        return [data]
+    cuts = sorted(rng.sample(range(1, len(data)), parts - 1))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+def _read_until_quiet(sock: socket.socket, quiet_s: float) -> tuple[bytes, str]:
+    received = b""
+    sock.settimeout(quiet_s)
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received, "closed"
+    except TimeoutError:
+        return received, "open"
+    except ConnectionResetError:
+        return received, "reset"
+
+
+def exchange(port: int, first: bytes, then: bytes | None) -> tuple[object, ...]:
+    """Send ``first``; if accepted and ``then`` is given send it; release an association still open."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(first)
+        answer, state = _read_until_quiet(sock, 0.5 if then is None else 0.3)
+        if state != "open" or not answer.startswith(b"\x02"):
+            return answer, state
+        steps: list[object] = [answer[:1]]
+        for data in (then, RELEASE_RQ):
+            if data is None:
+                continue
+            try:
+                sock.sendall(data)
+            except OSError:
+                return (*steps, "send failed")
+            got, state = _read_until_quiet(sock, 0.6)
+            steps += [got, state]
+            if state != "open":
+                break
+        return tuple(steps)
+
+
+def summary(result: tuple[object, ...]) -> str:
+    """Each PDU the node sent as a word: ABORTs/r, RSPxxxx (C-STORE-RSP status), RELEASE-RP...; repeats counted."""
+    words: list[list[Any]] = []  # [word, repeats]
+    for part in result:
+        if not isinstance(part, bytes):
+            words.append([str(part), 1])
+            continue
+        at = 0
+        while at + 6 <= len(part):
+            kind = part[at]
+            length = struct.unpack_from(">I", part, at + 2)[0]
+            body = part[at + 6:at + 6 + length]
+            if kind == 0x07 and len(body) >= 4:
+                word = f"ABORT{body[2]}/{body[3]}"
+            elif kind == 0x04:
+                status = body.find(struct.pack("<HHI", 0, 0x0900, 2))
+                word = f"RSP{struct.unpack_from('<H', body, status + 8)[0]:04X}" if status >= 0 else "P-DATA"
+            else:
+                word = {0x02: "AC", 0x03: "RJ", 0x06: "RELEASE-RP"}.get(kind, f"PDU{kind:#04x}")
+            if words and words[-1][0] == word:
+                words[-1][1] += 1
+            else:
+                words.append([word, 1])
+            at += 6 + length
+    return " ".join(word if repeats == 1 else f"{word}*{repeats}" for word, repeats in words)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=["associate", "store"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cases", type=int, default=200)
+    ap.add_argument("--show", type=int, default=5, help="differences printed in full (default 5)")
+    args = ap.parse_args()
+    logging.disable(logging.CRITICAL)  # malformed input makes both nodes log errors by design
+    warnings.simplefilter("ignore")  # and pydicom warn about the values it reads
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="fuzz-associations-") as base:
+        nodes = start_nodes(Path(base))
+        dataset = synthesize_ecg(seed=args.seed) if args.kind == "store" else None
+        outcomes: Counter[tuple[str, str]] = Counter()
+        differences = 0
+        try:
+            for case in range(args.cases):
+                if args.kind == "associate":
+                    first, mutation = mutate_request(rng, associate_request(rng, varied=True))
+                    then, label = None, mutation
+                else:
+                    first = bytes(associate_request(rng, varied=False))
+                    then, mutations = store_pdus(rng, dataset)
+                    label = ", ".join(mutations) or "unmutated"
+                light, plain = (exchange(node.address[1], first, then) for node, _ in nodes)
+                if light == plain:
+                    continue
+                differences += 1
+                outcomes[(summary(light), summary(plain))] += 1
+                if differences <= args.show:
+                    print(f"case {case} ({label}):\n  light      {summary(light)}\n  pynetdicom {summary(plain)}")
+        finally:
+            for node, ingest in nodes:
+                node.stop(grace_s=1)
+                ingest.close()
+    print(f"{args.cases} cases, {differences} differences")
+    for (light_words, plain_words), count in outcomes.most_common():
+        print(f"  {count:4d}  light: {light_words[:100]}  |  pynetdicom: {plain_words[:100]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
