@@ -13,12 +13,16 @@ back, byte for byte, until the node closes or goes quiet:
     an accepted association, then one C-STORE of a synthetic 12-lead ECG in P-DATA-TF PDUs (PS3.8 9.3.5, Annex E)
     split at random, with some command-set bytes, fragment headers, context IDs, fragments, PDU types or lengths
     mutated; then an A-RELEASE-RQ.
+``command``
+    no nodes: C-STORE-RQ command sets (PS3.7 9.3.1.1, with and without the Move Originator elements) with one or
+    two bytes changed, read by the fast path (``faststore.store_request``) and by pynetdicom's DIMSE decoder; a
+    command set the fast path hands to pynetdicom counts as the same.
 
 Each difference is printed with its case number and the mutation; ``store`` also prints a summary of outcomes
 (A-ABORT source/reason, C-STORE-RSP status). Differences found this way were fixed (see the git log: "found by
 differential fuzzing"); those left on malformed P-DATA are described in ``net/lightassoc.py``.
 
-Usage: .venv/bin/python scripts/fuzz_associations.py {associate,store} [--seed 1] [--cases 200]
+Usage: .venv/bin/python scripts/fuzz_associations.py {associate,store,command} [--seed 1] [--cases 200]
 """
 
 from __future__ import annotations
@@ -36,12 +40,20 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.uid import generate_uid
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    P_DATA,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+)
 from pynetdicom.presentation import build_context
 
 from dicom_ecg_node.config import load_config
+from dicom_ecg_node.net.faststore import parse_command, store_request
 from dicom_ecg_node.net.server import DicomNode
 from dicom_ecg_node.services.ingest import IngestService
 from dicom_ecg_node.waveform.synth import synthesize_ecg
@@ -270,9 +282,82 @@ def summary(result: tuple[object, ...]) -> str:
     return " ".join(word if repeats == 1 else f"{word}*{repeats}" for word, repeats in words)
 
 
+def store_command(rng: random.Random, move: bool) -> bytes:
+    """A C-STORE-RQ command set, optionally with Move Originator AE title and Message ID, 1-2 bytes changed."""
+    body = bytearray(b"".join((
+        _element(0x0002, _even(TWELVE_LEAD.encode())), _element(0x0100, struct.pack("<H", 1)),
+        _element(0x0110, struct.pack("<H", 7)), _element(0x0700, struct.pack("<H", 0)),
+        _element(0x0800, struct.pack("<H", 0)), _element(0x1000, b"1.2.3.4\0"),
+        *((_element(0x1030, b"MOVESCU "), _element(0x1031, struct.pack("<H", 5))) if move else ()))))
+    command = bytearray(_element(0x0000, struct.pack("<I", len(body))) + body)
+    for _ in range(rng.randint(1, 2)):
+        at = rng.randrange(len(command))
+        command[at] = rng.randrange(256) if rng.random() < 0.5 else command[at] ^ (1 << rng.randrange(8))
+    return bytes(command)
+
+
+def _request_fields(primitive: C_STORE) -> tuple[object, ...]:
+    return (primitive.MessageID, str(primitive.AffectedSOPClassUID), str(primitive.AffectedSOPInstanceUID),
+            primitive.Priority, primitive.MoveOriginatorApplicationEntityTitle, primitive.MoveOriginatorMessageID)
+
+
+def fast_reading(command: bytes) -> tuple[object, ...] | None:
+    """The request as the fast path builds it for the handler; ``None`` when it leaves the message to pynetdicom."""
+    fields = parse_command(command)
+    if fields is None or fields.get(0x0100) != b"\x01\x00" or fields.get(0x0800) == b"\x01\x01":
+        return None
+    request = store_request(fields, 1)
+    if request is None:
+        return None
+    primitive = C_STORE()
+    try:
+        primitive.MessageID = request.message_id
+        primitive.AffectedSOPClassUID = request.sop_class_uid
+        primitive.AffectedSOPInstanceUID = request.sop_instance_uid
+        primitive.Priority = request.priority
+        if request.move_originator_aet:
+            primitive.MoveOriginatorApplicationEntityTitle = request.move_originator_aet
+        if request.move_originator_message_id is not None:
+            primitive.MoveOriginatorMessageID = request.move_originator_message_id
+    except (TypeError, ValueError) as exc:
+        return ("refused", type(exc).__name__)
+    return _request_fields(primitive)
+
+
+def pynetdicom_reading(command: bytes) -> tuple[object, ...]:
+    """The request pynetdicom's DIMSE decoder makes of the same command set and a data set fragment."""
+    message = C_STORE_RQ()
+    pdata = P_DATA()
+    pdata.presentation_data_value_list = [[1, b"\x03" + command], [1, b"\x02DATA"]]
+    try:
+        message.decode_msg(pdata)
+        return _request_fields(message.message_to_primitive())
+    except Exception as exc:  # what pynetdicom's provider turns into an abort
+        return ("refused", type(exc).__name__)
+
+
+def fuzz_commands(rng: random.Random, cases: int, show: int) -> int:
+    """The ``command`` kind: returns the number of differences."""
+    differences = 0
+    handed = 0
+    for case in range(cases):
+        command = store_command(rng, move=case % 2 == 1)
+        fast = fast_reading(command)
+        if fast is None:
+            handed += 1
+            continue
+        theirs = pynetdicom_reading(command)
+        if fast != theirs:
+            differences += 1
+            if differences <= show:
+                print(f"case {case} {command.hex()}:\n  fast       {fast}\n  pynetdicom {theirs}")
+    print(f"{cases} cases, {handed} left to pynetdicom, {differences} differences")
+    return differences
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["associate", "store"])
+    ap.add_argument("kind", choices=["associate", "store", "command"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cases", type=int, default=200)
     ap.add_argument("--show", type=int, default=5, help="differences printed in full (default 5)")
@@ -280,6 +365,9 @@ def main() -> int:
     logging.disable(logging.CRITICAL)  # malformed input makes both nodes log errors by design
     warnings.simplefilter("ignore")  # and pydicom warn about the values it reads
     rng = random.Random(args.seed)
+    if args.kind == "command":
+        fuzz_commands(rng, args.cases, args.show)
+        return 0
     with tempfile.TemporaryDirectory(prefix="fuzz-associations-") as base:
         nodes = start_nodes(Path(base))
         dataset = synthesize_ecg(seed=args.seed) if args.kind == "store" else None
