@@ -217,7 +217,16 @@ class EventDrivenDUL(DULServiceProvider):
                 except queue.Empty:
                     idle = True
                     continue
-                self.state_machine.do_action(event)
+                try:
+                    self.state_machine.do_action(event)
+                except Exception as exc:
+                    # pynetdicom lets this end its reactor thread with the exception, leaving the association to
+                    # notice later: e.g. an A-ABORT whose source is not a PS3.8 9.3.8 value cannot be made into a
+                    # primitive, or an event the peer's PDUs made invalid for the state (found by fuzzing).
+                    log.error("DUL state machine failed on %s, aborting the association: %s", event, exc)
+                    log.debug("DUL state machine failure", exc_info=True)
+                    self._abort_hard()
+                    return
                 idle = False
         finally:
             self._close_wake()

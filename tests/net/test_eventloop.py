@@ -68,6 +68,32 @@ def test_peer_abort_ends_the_accepted_association(node) -> None:
     assert accepted.is_aborted
 
 
+def test_a_pdu_the_state_machine_cannot_take_ends_the_association_cleanly(node, monkeypatch) -> None:
+    """An A-ABORT whose source is not a PS3.8 9.3.8 value (0x23): pynetdicom's state machine raises while turning
+    it into a primitive, on the DUL reactor's thread, which died with the exception (as in pynetdicom's own
+    reactor; found by differential fuzzing of P-DATA-TF). The association must end as after any DUL failure: an
+    A-ABORT, the connection closed, both reactors gone, and the node serving."""
+    import threading
+
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(f"{args.exc_type.__name__}: "
+                                                                          f"{args.exc_value}"))
+    requestor = _requestor()
+    assoc = requestor.associate(node.host, node.port, ae_title=node.aet)
+    assert assoc.is_established
+    server = node.node._server
+    assert _wait(lambda: len(server.active_associations) == 1)
+    accepted = server.active_associations[0]
+    assoc.dul.socket.send(b"\x07\x00\x00\x00\x00\x04\x00\x00\x23\x00")  # A-ABORT, source 0x23
+    assert _wait(lambda: not accepted.is_alive() and not accepted.dul.is_alive())
+    assert died == []
+    assert accepted.is_aborted
+    assert _wait(lambda: not server.active_associations)
+    again = requestor.associate(node.host, node.port, ae_title=node.aet)
+    assert again.send_c_echo().Status == 0x0000
+    again.release()
+
+
 def test_network_timeout_still_aborts_an_idle_association(node_factory) -> None:
     node = node_factory(network_timeout=0.5)
     assoc = _requestor().associate(node.host, node.port, ae_title=node.aet)
