@@ -53,7 +53,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import build_context
 
 from dicom_ecg_node.config import load_config
-from dicom_ecg_node.net.faststore import parse_command, store_request
+from dicom_ecg_node.net.faststore import parse_command, request_primitive, store_request
 from dicom_ecg_node.net.server import DicomNode
 from dicom_ecg_node.services.ingest import IngestService
 from dicom_ecg_node.waveform.synth import synthesize_ecg
@@ -309,19 +309,10 @@ def fast_reading(command: bytes) -> tuple[object, ...] | None:
     request = store_request(fields, 1)
     if request is None:
         return None
-    primitive = C_STORE()
     try:
-        primitive.MessageID = request.message_id
-        primitive.AffectedSOPClassUID = request.sop_class_uid
-        primitive.AffectedSOPInstanceUID = request.sop_instance_uid
-        primitive.Priority = request.priority
-        if request.move_originator_aet:
-            primitive.MoveOriginatorApplicationEntityTitle = request.move_originator_aet
-        if request.move_originator_message_id is not None:
-            primitive.MoveOriginatorMessageID = request.move_originator_message_id
-    except (TypeError, ValueError) as exc:
+        return _request_fields(request_primitive(request))
+    except (TypeError, ValueError) as exc:  # the fast path aborts, as pynetdicom's provider does
         return ("refused", type(exc).__name__)
-    return _request_fields(primitive)
 
 
 def pynetdicom_reading(command: bytes) -> tuple[object, ...]:

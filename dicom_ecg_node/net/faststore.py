@@ -434,19 +434,31 @@ def store_request(fields: dict[int, bytes], context_id: int) -> FastCStore | Non
     return FastCStore(context_id, message_id, cuid, iuid, priority, move_title, _us(move_id), b"")
 
 
+def request_primitive(msg: FastCStore) -> C_STORE:
+    """The C-STORE request primitive of ``msg`` (data set not attached), as pynetdicom's decoder would make it.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A value pynetdicom's ``message_to_primitive`` refuses too (its setters validate them).
+    """
+    req = C_STORE()
+    req.MessageID = msg.message_id
+    req.AffectedSOPClassUID = msg.sop_class_uid
+    req.AffectedSOPInstanceUID = msg.sop_instance_uid
+    req.Priority = msg.priority
+    if msg.move_originator_aet:
+        req.MoveOriginatorApplicationEntityTitle = msg.move_originator_aet
+    if msg.move_originator_message_id is not None:
+        req.MoveOriginatorMessageID = msg.move_originator_message_id
+    return req
+
+
 def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> None:
     """Serve one assembled C-STORE-RQ as pynetdicom's Storage SCP does (PS3.4 B.2.3), on the reactor thread."""
-    req = C_STORE()
     rsp = C_STORE()
     try:
-        req.MessageID = msg.message_id
-        req.AffectedSOPClassUID = msg.sop_class_uid
-        req.AffectedSOPInstanceUID = msg.sop_instance_uid
-        req.Priority = msg.priority
-        if msg.move_originator_aet:
-            req.MoveOriginatorApplicationEntityTitle = msg.move_originator_aet
-        if msg.move_originator_message_id is not None:
-            req.MoveOriginatorMessageID = msg.move_originator_message_id
+        req = request_primitive(msg)
     except (ValueError, TypeError) as exc:  # pynetdicom's message_to_primitive would have refused it: abort
         log.error("Received an invalid DIMSE message: %s", exc)
         assoc.abort()

@@ -32,6 +32,7 @@ from dicom_ecg_node.net.faststore import (
     PDataAssembler,
     file_meta,
     parse_command,
+    request_primitive,
     response_command,
     store_request,
     store_response_command,
@@ -158,13 +159,7 @@ def test_a_store_request_is_read_as_pynetdicom_reads_it_or_left_to_it(cuid: byte
         assert request is None
         return
     assert request is not None
-    req = C_STORE()
-    req.MessageID = request.message_id
-    req.AffectedSOPClassUID = request.sop_class_uid
-    req.AffectedSOPInstanceUID = request.sop_instance_uid
-    req.Priority = request.priority
-    req.MoveOriginatorApplicationEntityTitle = request.move_originator_aet
-    req.MoveOriginatorMessageID = request.move_originator_message_id
+    req = request_primitive(request)  # what the handler is given
     assert (req.MessageID, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), req.Priority,
             req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorMessageID) == _pynetdicom_reads(command)
 
