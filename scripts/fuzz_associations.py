@@ -61,13 +61,13 @@ from pynetdicom.presentation import build_context
 from dicom_ecg_node.config import load_config
 from dicom_ecg_node.net.fastfind import encode_identifier
 from dicom_ecg_node.net.faststore import parse_command, request_primitive, store_request
+from dicom_ecg_node.net.lightassoc import DICOM_APPLICATION_CONTEXT as DICOM_CONTEXT
 from dicom_ecg_node.net.server import DicomNode
 from dicom_ecg_node.services.ingest import IngestService
 from dicom_ecg_node.waveform.synth import synthesize_ecg
 
 TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
 VERIFICATION = "1.2.840.10008.1.1"
-DICOM_CONTEXT = "1.2.840.10008.3.1.1.1"
 RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
 #: The node's maximum PDU length as this script's requests announce it for the SCU side.
 SCU_MAX_PDU = 16384
