@@ -133,14 +133,18 @@ def pdu_too_long(pdu_type: int, length: int, max_pdu: int) -> bool:
 def recv_exact(sock: Any, n: int) -> bytearray | None:
     """``n`` bytes from a socket into one buffer; ``None`` if the peer closed the connection first."""
     buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
+    return buf if recv_into_exact(sock, memoryview(buf)) else None
+
+
+def recv_into_exact(sock: Any, view: memoryview) -> bool:
+    """Fill ``view`` from a socket; ``False`` if the peer closed the connection first."""
+    n, got = len(view), 0
     while got < n:
         k = sock.recv_into(view[got:], n - got)
         if k == 0:
-            return None
+            return False
         got += k
-    return buf
+    return True
 
 
 def _us(value: bytes | None) -> int | None:

@@ -82,6 +82,7 @@ from dicom_ecg_node.net.faststore import (
     pdu_too_long,
     pdv_items,
     recv_exact,
+    recv_into_exact,
     response_command,
     store_request,
 )
@@ -122,20 +123,23 @@ class _Closed(Exception):
     """The peer closed the connection (or it failed) while a PDU was expected."""
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = recv_exact(sock, n)
-    if data is None:
+def _read_pdu(sock: socket.socket, max_pdu: int = 0) -> tuple[int, bytearray]:
+    """One PDU: ``(type, whole PDU)``. Raises ``_Closed``, ``TimeoutError``, ``_TooLong``.
+
+    The PDU is read into one buffer, header included, which the fragments of its presentation data values then
+    reference (:meth:`LightAssociation._pdvs`): a data set is copied once, when its fragments are joined.
+    """
+    header = recv_exact(sock, 6)
+    if header is None:
         raise _Closed("connection closed by the peer")
-    return bytes(data)
-
-
-def _read_pdu(sock: socket.socket, max_pdu: int = 0) -> tuple[int, bytes]:
-    """One PDU: ``(type, whole PDU bytes)``. Raises ``_Closed``, ``TimeoutError``, ``_TooLong``."""
-    header = _recv_exact(sock, 6)
     pdu_type, _, length = _HEADER.unpack(header)
     if pdu_too_long(pdu_type, length, max_pdu):
         raise _TooLong(f"PDU type 0x{pdu_type:02X} of {length} bytes (maximum {max_pdu or MAX_CONTROL_PDU})")
-    return pdu_type, header + _recv_exact(sock, length)
+    pdu = bytearray(6 + length)
+    pdu[:6] = header
+    if not recv_into_exact(sock, memoryview(pdu)[6:]):
+        raise _Closed("connection closed by the peer")
+    return pdu_type, pdu
 
 
 class _TooLong(Exception):
@@ -409,7 +413,7 @@ class LightAssociation:
         self.is_established = True
         evt.trigger(self, evt.EVT_ESTABLISHED, {})
         sock.settimeout(self._ae.network_timeout)
-        fragments: list[tuple[int, int, bytes]] = []
+        fragments: list[tuple[int, int, memoryview]] = []
         while not self._kill:
             if self._pending_release:
                 self._finish_release()
@@ -429,7 +433,7 @@ class LightAssociation:
             if not self._handle_pdu(pdu_type, pdu, fragments):
                 return
 
-    def _handle_pdu(self, pdu_type: int, pdu: bytes, fragments: list[tuple[int, int, bytes]]) -> bool:
+    def _handle_pdu(self, pdu_type: int, pdu: bytearray, fragments: list[tuple[int, int, memoryview]]) -> bool:
         """Act on one PDU; ``False`` once the association is over."""
         if pdu_type == 0x04:
             for context_id, header, value in self._pdvs(pdu):
@@ -466,14 +470,15 @@ class LightAssociation:
         self.kill()
 
     @staticmethod
-    def _pdvs(pdu: bytes) -> list[tuple[int, int, bytes]]:
+    def _pdvs(pdu: bytearray) -> list[tuple[int, int, memoryview]]:
+        """The PDU's presentation data values; each fragment is a view of ``pdu``, which is never reused."""
         items = pdv_items(pdu, 6)
         if items is None:
             raise _Malformed
-        return [(context_id, header, bytes(value)) for context_id, header, value in items]
+        return items
 
     @staticmethod
-    def _no_dataset(fragments: list[tuple[int, int, bytes]]) -> bool:
+    def _no_dataset(fragments: list[tuple[int, int, memoryview]]) -> bool:
         """The command set just completed says no data set follows (PS3.7 E.2, Command Data Set Type 0101).
 
         A malformed command set, or one without a Command Data Set Type (mandatory in every DIMSE command, PS3.7
@@ -482,7 +487,7 @@ class LightAssociation:
         fields = parse_command(b"".join(value for _, header, value in fragments if header & 0x01))
         return fields is None or fields.get(0x0800, b"") in (b"", _US.pack(0x0101))
 
-    def _serve_message(self, fragments: list[tuple[int, int, bytes]]) -> bool:
+    def _serve_message(self, fragments: list[tuple[int, int, memoryview]]) -> bool:
         context_id = fragments[0][0]
         command = parse_command(b"".join(v for _, h, v in fragments if h & 0x01))
         dataset = b"".join(v for _, h, v in fragments if not h & 0x01)

@@ -258,7 +258,8 @@ class AssociationGuard:
                          detail={"operation": operation})
             raise
         if operation == "store" and self.max_object_size:
-            size = len(event.request.DataSet.getbuffer()) if event.request.DataSet is not None else 0
+            # getvalue(): the bytes the BytesIO was made from, where getbuffer() would copy them first.
+            size = len(event.request.DataSet.getvalue()) if event.request.DataSet is not None else 0
             if size > self.max_object_size:
                 exc = LimitExceededError(f"object of {size} bytes exceeds max_object_size {self.max_object_size}",
                                          limit="max_object_size")
