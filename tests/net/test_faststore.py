@@ -164,6 +164,32 @@ def test_a_store_request_is_read_as_pynetdicom_reads_it_or_left_to_it(cuid: byte
             req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorMessageID) == _pynetdicom_reads(command)
 
 
+@pytest.mark.parametrize("cuid, iuid", [
+    (TWELVE_LEAD, "1.2.826.0.1.3680043.8.498.1"),  # valid: stored directly
+    (TWELVE_LEAD, "1.2.03.4"),  # a component with a leading zero: non-conformant, pynetdicom warns and keeps it
+    (TWELVE_LEAD, "1." + "2" * 70),  # longer than 64 characters: pynetdicom refuses it
+    ("", "1.2.3"),  # empty: pynetdicom stores None
+])
+def test_the_fast_uid_setting_leaves_a_primitive_as_pynetdicoms_setters_do(
+        cuid: str, iuid: str, caplog: pytest.LogCaptureFixture) -> None:
+    def state(set_uids: Any) -> tuple[Any, ...]:
+        caplog.clear()
+        primitive = C_STORE()
+        try:
+            set_uids(primitive)
+        except ValueError as exc:
+            return ("refused", str(exc), [r.getMessage() for r in caplog.records])
+        values = (primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID)
+        return (values, [type(v) for v in values], [r.getMessage() for r in caplog.records])
+
+    def pynetdicoms(primitive: C_STORE) -> None:
+        primitive.AffectedSOPClassUID = cuid
+        primitive.AffectedSOPInstanceUID = iuid
+
+    caplog.set_level("DEBUG")
+    assert state(lambda p: faststore.set_affected_uids(p, cuid, iuid)) == state(pynetdicoms)
+
+
 class _Association:
     """The parts of an acceptor association the assembler reads, recording what it passes to pynetdicom."""
 
