@@ -499,22 +499,12 @@ def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start:
         else:
             pad_mask = None
 
-    scale = np.array([c.sensitivity * c.correction_factor for c in channels], dtype=np.float64)
-    baseline = np.array([c.baseline for c in channels], dtype=np.float64)
-    samples = raw.astype(np.float64)
-    if not (scale == 1.0).all():
-        samples *= scale
-    if baseline.any():
-        samples += baseline
-    if pad_mask is not None:
-        samples[pad_mask] = np.nan
-
     offset_ms = _opt_float(item, "MultiplexGroupTimeOffset", index, 0.0) or 0.0
     group_start = start + timedelta(milliseconds=offset_ms) if start is not None else None
-    return MultiplexGroup(
+    return MultiplexGroup.calibrated_on_use(
         index=index, label=_str(item, "MultiplexGroupLabel") or "", sampling_frequency=fs, n_samples=n_samples,
-        channels=channels, raw=raw, samples=samples, start=group_start, time_offset_s=offset_ms / 1000.0,
-        interpretation=interpretation, bits_allocated=bits_allocated, padding_value=padding,
+        channels=channels, raw=raw, start=group_start, time_offset_s=offset_ms / 1000.0,
+        interpretation=interpretation, bits_allocated=bits_allocated, padding_value=padding, padding=pad_mask,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +67,36 @@ class Channel:
     notch_hz: float | None = None
 
 
+def calibrate(raw: npt.NDArray[np.integer], channels: list[Channel],
+              padding: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.float64]:
+    """Physical values of stored samples (PS3.3 C.10.9.1.4.1-2): stored × sensitivity × correction + baseline.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        Stored values, shape ``(n_samples, len(channels))``.
+    channels : list of Channel
+        One per column of ``raw``: sensitivity, correction factor and baseline.
+    padding : numpy.ndarray of bool, optional
+        Where the Waveform Padding Value stands (the shape of ``raw``): NaN there.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the shape of ``raw``.
+    """
+    scale = np.array([c.sensitivity * c.correction_factor for c in channels], dtype=np.float64)
+    baseline = np.array([c.baseline for c in channels], dtype=np.float64)
+    samples = raw.astype(np.float64)
+    if not (scale == 1.0).all():
+        samples *= scale
+    if baseline.any():
+        samples += baseline
+    if padding is not None:
+        samples[padding] = np.nan
+    return samples
+
+
 @dataclass(slots=True, eq=False)
 class MultiplexGroup:
     """One Waveform Sequence item: channels sampled together at one rate (PS3.3 C.10.9.1).
@@ -85,7 +116,8 @@ class MultiplexGroup:
         Integers as stored (after G.711 expansion for MB/AB and sign extension below bits allocated),
         shape ``(n_samples, n_channels)``.
     samples : numpy.ndarray
-        float64 physical values, same shape; NaN where the Waveform Padding Value stands.
+        float64 physical values, same shape; NaN where the Waveform Padding Value stands. The decoder's groups
+        compute them on first use (:meth:`calibrated_on_use`).
     start : datetime or None
         Acquisition datetime plus Multiplex Group Time Offset; timezone-aware whenever a zone is known.
     time_offset_s : float
@@ -110,6 +142,20 @@ class MultiplexGroup:
     interpretation: str = "SS"
     bits_allocated: int = 16
     padding_value: int | None = None
+
+    @classmethod
+    def calibrated_on_use(cls, index: int, label: str, sampling_frequency: float, n_samples: int,
+                          channels: list[Channel], raw: npt.NDArray[np.integer], start: datetime | None,
+                          time_offset_s: float, interpretation: str, bits_allocated: int, padding_value: int | None,
+                          padding: npt.NDArray[np.bool_] | None) -> MultiplexGroup:
+        r"""A group whose ``samples`` are :func:`calibrate`\ d from ``raw`` when first read, then kept.
+
+        Storing an ECG only checks and summarises it: converting every sample was ~3% of the node's work per ECG.
+        ``padding`` marks where ``raw`` holds the Waveform Padding Value (NaN in ``samples``). The group behaves
+        as one made with the samples (``dataclasses.replace`` included).
+        """
+        return _CalibratedOnUse(index, label, sampling_frequency, n_samples, channels, raw, None, start,
+                                time_offset_s, interpretation, bits_allocated, padding_value, padding=padding)
 
     @property
     def duration_s(self) -> float:
@@ -167,6 +213,26 @@ class MultiplexGroup:
                 return i
         raise KeyError(label)
 
+
+
+class _CalibratedOnUse(MultiplexGroup):
+    """:meth:`MultiplexGroup.calibrated_on_use`: ``samples`` is a property over the dataclass's slot."""
+
+    __slots__ = ("_calibrated", "_padding")
+
+    def __init__(self, *args: Any, padding: npt.NDArray[np.bool_] | None = None, **kwargs: Any) -> None:
+        self._padding = padding
+        super().__init__(*args, **kwargs)  # its ``self.samples = ...`` goes through the setter below
+
+    @property  # type: ignore[override]
+    def samples(self) -> npt.NDArray[np.float64]:
+        if self._calibrated is None:
+            self._calibrated = calibrate(self.raw, self.channels, self._padding)
+        return self._calibrated
+
+    @samples.setter
+    def samples(self, value: npt.NDArray[np.float64] | None) -> None:
+        self._calibrated = value
 
 @dataclass(frozen=True, slots=True)
 class Measurement:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
@@ -223,6 +224,23 @@ def test_padding_becomes_nan():
     assert np.isnan(g.samples[0, 1]) and np.isnan(g.samples[1, 0])
     assert g.samples[2, 1] == 5.0
     assert g.raw[0, 1] == -32768  # raw keeps the code
+
+
+def test_samples_are_calibrated_when_first_read_and_kept():
+    """Storing an ECG never reads its samples, so the decoder leaves their conversion to the first reader."""
+    values = np.array([[1, -32768], [-32768, 3], [4, 5]], dtype=np.int16)
+    chans = [channel("I", sensitivity="2.5", baseline="10"), channel("II", sensitivity="0.5", correction="2")]
+    rec = decode(recording(group(values.astype("<i2").tobytes(), 3, chans,
+                                 padding=np.array([-32768], "<i2").tobytes())))
+    g = rec.groups[0]
+    assert g._calibrated is None  # type: ignore[attr-defined]  # nothing converted yet
+    first = g.samples
+    assert g.samples is first  # converted once
+    np.testing.assert_array_equal(first, [[12.5, np.nan], [np.nan, 3.0], [20.0, 5.0]])
+    copy = dataclasses.replace(g, label="RHYTHM")  # what a copy is given is what the group holds
+    assert copy.label == "RHYTHM" and copy.samples is first
+    first[2, 0] = -1.0  # an edit is kept as it would be on a group made with its samples
+    assert g.samples[2, 0] == -1.0
 
 
 def test_bits_stored_sign_extension_and_mask():
