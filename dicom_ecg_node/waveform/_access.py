@@ -50,8 +50,9 @@ _CONVERT: Any = object()  # sentinel: the raw reader declines, pydicom must conv
 
 
 def _raw_text(vr: str, raw: bytes) -> Any:
-    # ASCII without escapes decodes the same in every character set (PS3.5 6.1.2.3).
-    if raw.isascii() and b"\x1b" not in raw:
+    # ASCII without escapes decodes the same in every character set (PS3.5 6.1.2.3). bytes.find, not ``in``: for
+    # a bytes operand ``in`` first tries it as an integer and formats the TypeError it gets (twice the time).
+    if raw.isascii() and raw.find(b"\x1b") < 0:
         if vr == "PN":
             return person_name_text(raw)
         s = raw.decode("ascii")
@@ -66,7 +67,7 @@ def person_name_text(raw: bytes) -> Any:
     pydicom keeps leading spaces and drops trailing empty component groups (``"DOE^JANE="`` is ``"DOE^JANE"``);
     a value with a component group separator, a second value or an escape is left to pydicom (``_CONVERT``).
     """
-    if b"=" in raw or b"\\" in raw or b"\x1b" in raw or not raw.isascii():
+    if raw.find(b"=") >= 0 or raw.find(b"\\") >= 0 or raw.find(b"\x1b") >= 0 or not raw.isascii():
         return _CONVERT
     return raw.decode("ascii").rstrip(" \x00") or None
 
@@ -99,7 +100,7 @@ def text(ds: Dataset | FastItem, tag: int) -> str | None:
 def _raw_numbers(vr: str, raw: bytes, little: bool) -> Any:
     if vr in ("DS", "IS"):
         kind = float if vr == "DS" else int
-        if b"\\" not in raw:  # the common single value, same rules as below without the lists
+        if raw.find(b"\\") < 0:  # the common single value, same rules as below without the lists
             single = raw.strip(b" \x00")
             if not single:
                 return ()
