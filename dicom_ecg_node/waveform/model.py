@@ -214,7 +214,6 @@ class MultiplexGroup:
         raise KeyError(label)
 
 
-
 class _CalibratedOnUse(MultiplexGroup):
     """:meth:`MultiplexGroup.calibrated_on_use`: ``samples`` is a property over the dataclass's slot."""
 
@@ -228,11 +227,13 @@ class _CalibratedOnUse(MultiplexGroup):
     def samples(self) -> npt.NDArray[np.float64]:
         if self._calibrated is None:
             self._calibrated = calibrate(self.raw, self.channels, self._padding)
+            self._padding = None  # in the samples now (NaN): not kept twice
         return self._calibrated
 
     @samples.setter
     def samples(self, value: npt.NDArray[np.float64] | None) -> None:
         self._calibrated = value
+
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
