@@ -94,6 +94,13 @@ class CatalogError(EcgNodeError):
     """The catalog database failed."""
 
 
+class CommitNotDurableError(CatalogError):
+    """A transaction committed, but its log could not be made durable (the ``fdatasync`` after the commit failed).
+
+    Its rows are visible and may not survive a power loss: whatever they name (an archived file) must be kept.
+    """
+
+
 class InstanceConflictError(CatalogError):
     """A SOP Instance UID already stored arrives again with different content."""
 

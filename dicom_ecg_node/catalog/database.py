@@ -1,10 +1,12 @@
 """Opening a catalog database from its URL: ``sqlite:///PATH`` or ``postgresql://user:pw@host:port/db``.
 
 SQLite
-    WAL journal with ``synchronous=FULL``: in WAL mode ``NORMAL`` only syncs at checkpoints, so a power loss could
-    lose transactions the node already answered *Success* for; ``FULL`` syncs the WAL on every commit, which is
-    the durability the C-STORE contract needs (a success status means the row is on disk). ``busy_timeout``
-    lets writers in other worker processes wait instead of failing; ``foreign_keys`` enables the cascades.
+    WAL journal with ``synchronous=NORMAL``, which syncs only at checkpoints: on its own a power loss could lose
+    transactions the node already answered *Success* for. The catalog syncs the WAL itself after every durable
+    commit, outside its writer lock (catalog/catalog.py, "Durability"): the durability the C-STORE contract
+    needs (a success status means the row is on disk), without holding the next writer up while the disk
+    flushes. ``busy_timeout`` lets writers in other worker processes wait instead of failing; ``foreign_keys``
+    enables the cascades.
 PostgreSQL
     psycopg2; ``?host=/path/to/socket/dir`` selects a Unix socket directory (as libpq does), other query
     parameters (``sslmode``, ``connect_timeout``...) are passed to the driver.
@@ -59,7 +61,7 @@ def open_database(url: str) -> pw.Database:
             path,
             pragmas={
                 "journal_mode": "wal",
-                "synchronous": "full",
+                "synchronous": "normal",
                 "foreign_keys": 1,
                 "busy_timeout": int(SQLITE_BUSY_TIMEOUT_S * 1000),
             },

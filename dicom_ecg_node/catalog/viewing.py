@@ -161,7 +161,7 @@ def latest_row_id(catalog: Catalog) -> int:
 def set_reviewed(catalog: Catalog, sop_instance_uid: str, username: str, reviewed: bool) -> None:
     """Mark (or unmark) one ECG as reviewed by ``username``; marking twice keeps the first time."""
     R = build_review_model(catalog.db)  # noqa: N806
-    with reading(catalog):
+    with catalog._write():
         if reviewed:
             (R.insert(sop_instance_uid=sop_instance_uid, username=username,
                       reviewed_at=datetime.now(UTC).replace(tzinfo=None))

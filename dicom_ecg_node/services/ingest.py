@@ -79,6 +79,7 @@ from dicom_ecg_node.catalog import (
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import (
     ArchiveError,
+    CommitNotDurableError,
     DatasetError,
     EcgNodeError,
     InstanceConflictError,
@@ -607,6 +608,8 @@ class IngestService:
             try:
                 result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result,
                                                    absent=existing is None)
+            except CommitNotDurableError:
+                raise  # the committed row names the file: it stays (a re-send is a duplicate, verify checks it)
             except BaseException:
                 self._unplace(placing, relative)
                 raise
@@ -621,6 +624,8 @@ class IngestService:
             record = replace(record, path=relative, size=written.size)
             try:
                 result = self.catalog.add_instance(record, replace=replace_policy, absent=existing is None)
+            except CommitNotDurableError:
+                raise  # as above
             except BaseException:
                 self._discard(relative)
                 raise

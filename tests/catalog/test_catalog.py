@@ -283,8 +283,9 @@ def _sync_setting(catalog: Catalog) -> str:
 
 
 def test_relaxed_writes_skip_the_disk_wait_only_inside_their_transaction(catalog: Catalog) -> None:
-    # SQLite: 2 = FULL, 1 = NORMAL; PostgreSQL: on / off (SET LOCAL ends with the transaction).
-    durable, relaxed = ("2", "1") if catalog.sqlite else ("on", "off")
+    # SQLite: always 1 = NORMAL (a durable write syncs the log after its commit, tested below); PostgreSQL: on / off
+    # (SET LOCAL ends with the transaction).
+    durable, relaxed = ("1", "1") if catalog.sqlite else ("on", "off")
     with catalog._write():
         assert _sync_setting(catalog) == durable
     with catalog._write(durable=False):
@@ -471,3 +472,71 @@ def test_an_instance_said_absent_but_added_meanwhile_is_found_on_the_retry(catal
     finally:
         first.close()
         second.close()
+
+
+def test_a_durable_sqlite_write_syncs_the_log_after_its_commit_and_outside_the_writer_lock(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Module notes, "Durability": the real ``fdatasync`` of the WAL file, once the row is committed (another
+    connection sees it) and the writer lock is free (another descriptor takes the ``flock`` at once); none for a
+    relaxed write."""
+    if not catalog.sqlite:
+        pytest.skip("PostgreSQL commits synchronously by itself")
+    import fcntl
+    import os
+    import sqlite3
+
+    database = catalog.db.database
+    real = os.fdatasync
+    seen: list[tuple[bool, int, bool]] = []  # (the WAL file?, instances another connection sees, lock free?)
+
+    def fdatasync(fd: int) -> None:
+        st = os.fstat(fd)
+        wal = os.path.exists(f"{database}-wal") and os.path.samestat(st, os.stat(f"{database}-wal"))
+        other = sqlite3.connect(database)
+        try:
+            visible = other.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
+        finally:
+            other.close()
+        lock = os.open(f"{database}-writer", os.O_RDWR)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free = True
+        except BlockingIOError:
+            free = False
+        finally:
+            os.close(lock)
+        seen.append((wal, visible, free))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    assert catalog.add_instance(record(1)).status == "stored"
+    assert seen == [(True, 1, True)]
+    with catalog._write(durable=False):
+        catalog.models.RemoteAE.insert(ae_title="RELAXED", host="127.0.0.1", port=104,
+                                       created_at=datetime(2026, 1, 1)).execute()
+    assert len(seen) == 1
+    with pytest.raises(RuntimeError), catalog._write():
+        raise RuntimeError("rolled back: nothing committed, nothing to sync")
+    assert len(seen) == 1
+    assert catalog.add_instance(record(2)).status == "stored"
+    assert seen[1:] == [(True, 2, True)]
+
+
+def test_a_failing_log_sync_raises_commit_not_durable(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO from the WAL's ``fdatasync`` (injected where its answer comes: a disk error cannot be made on demand):
+    ``CommitNotDurableError``, a ``CatalogError``; the committed row stays visible."""
+    if not catalog.sqlite:
+        pytest.skip("PostgreSQL commits synchronously by itself")
+    import errno
+    import os
+
+    from dicom_ecg_node.errors import CommitNotDurableError
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error (injected)")
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    with pytest.raises(CommitNotDurableError, match="catalog log not synced to disk: Input/output error"):
+        catalog.add_instance(record(1))
+    assert issubclass(CommitNotDurableError, CatalogError)
+    assert catalog.stats().instances == 1

@@ -375,6 +375,38 @@ def test_catalog_failure_removes_the_file(service: IngestService, via: str) -> N
     assert service.quarantine.entries()[0].reason["error"] == "CatalogError"
 
 
+def test_a_commit_whose_log_sync_fails_keeps_its_file(service: IngestService, via: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows commit, then the catalog log's ``fdatasync`` fails (EIO, injected where its answer comes): the
+    store fails (CommitNotDurableError, a CatalogError: 0x0110) but the file the committed row names stays, so the
+    archive and catalog agree (verify is clean) and the re-send is a duplicate."""
+    import errno
+
+    if not service.catalog.sqlite:
+        pytest.skip("PostgreSQL commits synchronously by itself")
+    from dicom_ecg_node.errors import CommitNotDurableError
+
+    real = os.fdatasync
+    wal = f"{service.catalog.db.database}-wal"
+
+    def fdatasync(fd: int) -> None:
+        if os.path.samestat(os.fstat(fd), os.stat(wal)):
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    data = synth(sop_instance_uid=generate_uid())
+    with pytest.raises(CommitNotDurableError, match="injected"):
+        store(service, data, via=via)
+    assert service.catalog.stats().instances == 1
+    [relative] = archived(service)
+    assert service.archive.read(relative) == data and leftovers(service.config.data_dir) == []
+    monkeypatch.setattr(os, "fdatasync", real)  # the disk answers again
+    assert verify(service.config).ok
+    out = store(service, data, via=via)
+    assert out.status == "duplicate" and out.path.read_bytes() == data
+
+
 #: How a C-STORE's ``fsync``\ s run (services/ingest.py, "Overlap"): on the kernel's side (kernel AIO), on the
 #: helper thread (no kernel AIO, the node serves one association) or on the storing thread (no kernel AIO, others).
 FSYNC_MODES = ["kernel", "helper", "inline"]
