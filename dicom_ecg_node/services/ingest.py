@@ -15,7 +15,9 @@ Overlap
     For a C-STORE (the request names the SOP Instance UID) the bytes are written to ``archive/.staging`` before
     they are parsed, and their ``fsync`` runs while this thread hashes, parses and decodes them; once the object is
     valid the staged file is linked to its final name (:meth:`~dicom_ecg_node.archive.Archive.begin_place`) and
-    that directory's ``fsync`` runs while the rows are written; the commit waits for it. Both ``fsync``\ s run on
+    that directory's ``fsync`` runs while the rows are written; the commit waits for it (while other stores are in
+    flight it is waited for before the transaction instead: they queue for the catalog's writer lock, which is
+    then held for less time). Both ``fsync``\ s run on
     the kernel's side (Linux kernel AIO, :mod:`dicom_ecg_node.archive.aio`): no thread of ours waits for the disk,
     so nothing is handed back and forth. Measured here against the helper thread below (interleaved rounds of
     1,000 ECGs), while this shared machine was slow (context switches dear): on 1 association as many ECGs/s with
@@ -606,6 +608,11 @@ class IngestService:
                 placing = self._stager.submit(self.archive.place, staged_file, relative, record.sha256)
             record = replace(record, path=relative, size=staged_file.size)
             try:
+                if not overlap:
+                    # Other stores wait for the catalog's writer lock: wait for the directory's fsync before taking
+                    # it, not inside it (measured on 4 associations, 8 interleaved rounds: 1.4% more ECGs/s and
+                    # 5% less CPU per ECG, fewer hand-overs of the lock); alone, the rows are written meanwhile.
+                    placing.result()
                 result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result,
                                                    absent=existing is None)
             except CommitNotDurableError:

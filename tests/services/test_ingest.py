@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -520,6 +521,53 @@ def test_where_the_kernel_refuses_aio_fsync_a_lone_store_syncs_on_the_helper_thr
     assert calls == [("sync", "helper")] * 2
     assert len(refused) == 1  # the probe only
     assert leftovers(service.config.data_dir) == []
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_the_directory_fsync_is_awaited_outside_the_writer_lock_unless_alone(service: IngestService, alone: bool,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Module notes, "Overlap": alone, the rows are written while the directory's fsync runs and the commit waits
+    for it inside the transaction; with other stores in flight it is waited for before the writer lock is taken.
+    Either way the row is not committed before the name is durable."""
+    import fcntl
+
+    fsync_mode(service, "kernel")
+    if not service.catalog.sqlite:
+        pytest.skip("the writer lock is SQLite's")
+    archive_root = service.archive.root
+    database = service.catalog.db.database
+    real_start, real_wait = KernelFsync.start, KernelFsync.wait
+    directories: set[int] = set()
+    seen: list[tuple[bool, int]] = []  # (writer lock free?, instances committed) when the directory fsync is done
+
+    def start(self: KernelFsync, fd: int) -> int:
+        token = real_start(self, fd)
+        if os.path.isdir(f"/proc/self/fd/{fd}") and os.readlink(f"/proc/self/fd/{fd}") != str(archive_root):
+            directories.add(token)
+        return token
+
+    def wait(self: KernelFsync, token: int) -> None:
+        real_wait(self, token)
+        if token in directories:
+            lock = os.open(f"{database}-writer", os.O_RDWR)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                free = True
+            except BlockingIOError:
+                free = False
+            finally:
+                os.close(lock)
+            other = sqlite3.connect(database)
+            try:
+                seen.append((free, other.execute("SELECT COUNT(*) FROM instance").fetchone()[0]))
+            finally:
+                other.close()
+
+    monkeypatch.setattr(KernelFsync, "start", start)
+    monkeypatch.setattr(KernelFsync, "wait", wait)
+    out = store(service, synth(sop_instance_uid=generate_uid()), via="c-store", overlap=alone)
+    assert out.status == "stored"
+    assert seen == [(not alone, 0)]
 
 
 @pytest.mark.parametrize("mode", FSYNC_MODES)
