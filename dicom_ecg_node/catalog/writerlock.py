@@ -6,7 +6,8 @@ Why
     lock is released. With the node's worker processes storing side by side and the derived work (clock
     observations) writing from the parent, measured here with DCMTK ``storescu`` over 4 associations: a write
     transaction waited 1.7 to 2.8 ms on average to begin, a third of them over 0.8 ms, while the transaction it
-    waited for holds the lock for about half a millisecond (its commit's ``fsync``).
+    waited for held the lock for about half a millisecond (its commit's ``fsync``, which has since moved out of
+    the lock: catalog.py, "Durability").
 
 How
     :class:`SqliteWriterLock` queues this process's threads on a :class:`threading.Lock`, then takes an exclusive
