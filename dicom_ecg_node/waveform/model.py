@@ -234,6 +234,10 @@ class _CalibratedOnUse(MultiplexGroup):
     def samples(self, value: npt.NDArray[np.float64] | None) -> None:
         self._calibrated = value
 
+    def __repr__(self) -> str:
+        # The dataclass's repr names the class it is called on: show the public one, as the group behaves as one.
+        return "MultiplexGroup" + MultiplexGroup.__repr__(self)[len(type(self).__qualname__):]
+
 
 @dataclass(frozen=True, slots=True)
 class Measurement:

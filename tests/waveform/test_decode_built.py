@@ -20,7 +20,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from dicom_ecg_node.waveform import decode
+from dicom_ecg_node.waveform import MultiplexGroup, decode
 
 GENERAL_ECG = "1.2.840.10008.5.1.4.1.1.9.1.2"
 
@@ -241,6 +241,9 @@ def test_samples_are_calibrated_when_first_read_and_kept():
     assert copy.label == "RHYTHM" and copy.samples is first
     first[2, 0] = -1.0  # an edit is kept as it would be on a group made with its samples
     assert g.samples[2, 0] == -1.0
+    # Its repr is a group made with those samples: the public class name, the same fields and values.
+    made = MultiplexGroup(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g) if f.init})
+    assert type(g) is not MultiplexGroup and repr(g).startswith("MultiplexGroup(index=0, ") and repr(g) == repr(made)
 
 
 def test_bits_stored_sign_extension_and_mask():
