@@ -174,3 +174,24 @@ def request_association(ae: Any, host: str, port: int, **kwargs: Any) -> Any:
 
 def _record_pdu(event: Any, received: list[Any]) -> None:
     received.append(event.pdu)
+
+
+def sqlite_writer_state(database: str) -> tuple[bool, int]:
+    """Seen from outside: whether the catalog's writer lock is free (another descriptor takes its ``flock`` at once)
+    and how many instance rows are committed (another connection counts them)."""
+    import fcntl
+    import sqlite3
+
+    lock = os.open(f"{database}-writer", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        free = True
+    except BlockingIOError:
+        free = False
+    finally:
+        os.close(lock)
+    other = sqlite3.connect(database)
+    try:
+        return free, int(other.execute("SELECT COUNT(*) FROM instance").fetchone()[0])
+    finally:
+        other.close()

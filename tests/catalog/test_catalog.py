@@ -481,9 +481,9 @@ def test_a_durable_sqlite_write_syncs_the_log_after_its_commit_and_outside_the_w
     relaxed write."""
     if not catalog.sqlite:
         pytest.skip("PostgreSQL commits synchronously by itself")
-    import fcntl
     import os
-    import sqlite3
+
+    from helpers import sqlite_writer_state
 
     database = catalog.db.database
     real = os.fdatasync
@@ -492,19 +492,7 @@ def test_a_durable_sqlite_write_syncs_the_log_after_its_commit_and_outside_the_w
     def fdatasync(fd: int) -> None:
         st = os.fstat(fd)
         wal = os.path.exists(f"{database}-wal") and os.path.samestat(st, os.stat(f"{database}-wal"))
-        other = sqlite3.connect(database)
-        try:
-            visible = other.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
-        finally:
-            other.close()
-        lock = os.open(f"{database}-writer", os.O_RDWR)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            free = True
-        except BlockingIOError:
-            free = False
-        finally:
-            os.close(lock)
+        free, visible = sqlite_writer_state(database)
         seen.append((wal, visible, free))
         real(fd)
 

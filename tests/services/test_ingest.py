@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import subprocess
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from helpers import sample
+from helpers import sample, sqlite_writer_state
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -529,8 +528,6 @@ def test_the_directory_fsync_is_awaited_outside_the_writer_lock_unless_alone(ser
     """Module notes, "Overlap": alone, the rows are written while the directory's fsync runs and the commit waits
     for it inside the transaction; with other stores in flight it is waited for before the writer lock is taken.
     Either way the row is not committed before the name is durable."""
-    import fcntl
-
     fsync_mode(service, "kernel")
     if not service.catalog.sqlite:
         pytest.skip("the writer lock is SQLite's")
@@ -549,19 +546,7 @@ def test_the_directory_fsync_is_awaited_outside_the_writer_lock_unless_alone(ser
     def wait(self: KernelFsync, token: int) -> None:
         real_wait(self, token)
         if token in directories:
-            lock = os.open(f"{database}-writer", os.O_RDWR)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                free = True
-            except BlockingIOError:
-                free = False
-            finally:
-                os.close(lock)
-            other = sqlite3.connect(database)
-            try:
-                seen.append((free, other.execute("SELECT COUNT(*) FROM instance").fetchone()[0]))
-            finally:
-                other.close()
+            seen.append(sqlite_writer_state(database))
 
     monkeypatch.setattr(KernelFsync, "start", start)
     monkeypatch.setattr(KernelFsync, "wait", wait)
