@@ -15,6 +15,8 @@ What this module does instead
       anything unusual (a malformed command set, a request pynetdicom would route elsewhere, handlers bound to the
       DIMSE events), is handed to pynetdicom's ``DIMSEServiceProvider.receive_primitive`` exactly as it arrived,
       fragment by fragment, so its behaviour is pynetdicom's.
+    * :func:`announce` lets the ``EVT_C_STORE`` handler prepare a store once its command set has arrived, while the
+      data set is still on its way (light associations, net/lightassoc.py).
     * :func:`serve` runs the ``EVT_C_STORE`` handler bound to the association with a pynetdicom
       :class:`~pynetdicom.events.Event` whose ``encoded_dataset()`` builds the file meta (PS3.10 7.1) with
       ``struct``, then answers with a C-STORE-RSP command set (PS3.7 9.3.1.2) encoded here when it carries only a
@@ -32,7 +34,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
@@ -268,19 +270,51 @@ class FastCStore:
     move_originator_message_id: int | None
     dataset: bytes
     is_valid_request: bool = True  # as pynetdicom's request primitives, for code that looks
+    #: What the bound handler prepared when the command set arrived (:func:`announce`), for its store.
+    prepared: Any = None
+
+
+@runtime_checkable
+class PreparesStores(Protocol):
+    """An ``EVT_C_STORE`` handler that can prepare a store before its data set arrives (:func:`announce`)."""
+
+    def prepare(self, sop_instance_uid: str) -> Any:
+        """Work for the announced instance that needs no byte of its data set; the result reaches the handler."""
+
+
+def announce(assoc: Association, request: FastCStore) -> Any:
+    """A C-STORE-RQ's command set has arrived and its data set follows: let the bound handler prepare meanwhile.
+
+    A sender sends the data set only once it has read the object (measured here, DCMTK ``storescu`` ~0.3 ms per
+    ECG after the command set), so work that needs only the command set (the catalog lookup of the SOP Instance
+    UID, services/ingest.py "Announced stores") is done then instead of after the bytes arrived. What
+    :meth:`PreparesStores.prepare` returns is handed to the handler as the event's ``prepared`` attribute; a
+    handler without ``prepare``, or one that fails there (logged), gets ``None`` and does the work itself.
+    """
+    handler, _args = assoc.get_handlers(evt.EVT_C_STORE)  # type: ignore[misc]
+    if not isinstance(handler, PreparesStores):
+        return None
+    try:
+        return handler.prepare(request.sop_instance_uid)
+    except Exception:
+        log.exception("preparing the store of instance %s failed; it is stored without", request.sop_instance_uid)
+        return None
 
 
 class _FastStoreEvent(Event):
     """pynetdicom's ``EVT_C_STORE`` event whose ``encoded_dataset()`` writes the file meta with :func:`file_meta`.
 
     ``after_response``: callables the handler leaves to run once the response is sent (the ingest service's log
-    line and listeners, see ``IngestService.store``). ``alone``: the node serves no other association, in this
+    line and listeners, see ``IngestService.store``). ``prepared``: what the handler prepared when the request's
+    command set arrived (:func:`announce`), else ``None``. ``alone``: the node serves no other association, in this
     process or (on this port) in another worker process (``IngestService.store``'s ``overlap``).
     """
 
-    def __init__(self, assoc: Association, request: C_STORE, context: PresentationContext, dataset: bytes) -> None:
+    def __init__(self, assoc: Association, request: C_STORE, context: PresentationContext, dataset: bytes,
+                 prepared: Any = None) -> None:
         super().__init__(assoc, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple})
         self._ecg_dataset = dataset
+        self.prepared = prepared
         self._ecg_syntax = str(context.transfer_syntax[0])  # type: ignore[index]
         self.after_response: list[Callable[[], None]] = []
         # pynetdicom's associations know their server; a light one (net/lightassoc.py) answers itself.
@@ -490,7 +524,7 @@ def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> 
     req.DataSet = BytesIO(msg.dataset)
     rsp.MessageIDBeingRespondedTo = msg.message_id
     set_affected_uids(rsp, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
-    event = _FastStoreEvent(assoc, req, context, msg.dataset)
+    event = _FastStoreEvent(assoc, req, context, msg.dataset, msg.prepared)
     try:
         _serve(assoc, msg, event, req, rsp)
     finally:

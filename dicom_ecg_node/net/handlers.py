@@ -1,7 +1,7 @@
 """Thin pynetdicom event handlers: event → service call → status. No business rules live here.
 
-Handlers are plain functions bound with their arguments (``(evt.EVT_C_STORE, handle_store, [ingest])``), so no
-global state is needed to reach the services.
+Handlers are plain functions bound with their arguments (``(evt.EVT_C_ECHO, handle_echo, [guard])``), or small
+objects holding them (:class:`StoreHandler`), so no global state is needed to reach the services.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from dicom_ecg_node.net.commitment import CommitmentSender
     from dicom_ecg_node.net.security import AssociationGuard
     from dicom_ecg_node.services.commitment import CommitmentService
-    from dicom_ecg_node.services.ingest import IngestService
+    from dicom_ecg_node.services.ingest import IngestService, StorePreparation
     from dicom_ecg_node.services.mpps import MppsService
     from dicom_ecg_node.services.query import QueryService
     from dicom_ecg_node.services.retrieve import RetrieveService
@@ -98,6 +98,32 @@ def handle_echo(event: Event, guard: AssociationGuard | None = None) -> int:
     return SUCCESS
 
 
+class StoreHandler:
+    """The ``EVT_C_STORE`` handler of a storing node (:func:`handle_store`), which also prepares announced stores.
+
+    The light association path calls :meth:`prepare` when a C-STORE request's command set has arrived and its
+    data set is still on its way (:func:`~dicom_ecg_node.net.faststore.announce`); what it returns reaches
+    :func:`handle_store` as the event's ``prepared`` attribute.
+
+    Parameters
+    ----------
+    ingest : IngestService
+    guard : AssociationGuard, optional
+    """
+
+    def __init__(self, ingest: IngestService, guard: AssociationGuard | None = None) -> None:
+        self.ingest = ingest
+        self.guard = guard
+
+    def __call__(self, event: Event) -> Dataset | int:
+        """Serve the C-STORE of ``event`` (:func:`handle_store`)."""
+        return handle_store(event, self.ingest, self.guard)
+
+    def prepare(self, sop_instance_uid: str) -> StorePreparation | None:
+        """The ingest service's look at an announced SOP Instance UID (:meth:`IngestService.prepare`)."""
+        return self.ingest.prepare(sop_instance_uid)
+
+
 def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | None = None) -> Dataset | int:
     """C-STORE: hand the bytes as received to the ingest service; Success only once stored and indexed.
 
@@ -136,6 +162,8 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
             # The fast path (net/faststore.py) runs the work that need not delay the answer after sending it.
             after=getattr(event, "after_response", None),
             overlap=getattr(event, "alone", False),
+            # What StoreHandler.prepare found while the data set was on its way (the light path only).
+            prepared=getattr(event, "prepared", None),
         )
     except EcgNodeError as exc:
         status = failure_status(exc)
@@ -188,7 +216,7 @@ def bind(ingest: IngestService, retrieve: RetrieveService | None = None,
         (evt.EVT_ABORTED, log_aborted),
         *([] if guard is None else guard.handlers()),
         (evt.EVT_C_ECHO, handle_echo, [guard]),
-        (evt.EVT_C_STORE, handle_store, [ingest, guard]),
+        (evt.EVT_C_STORE, StoreHandler(ingest, guard)),
         *retrieving,
         *([] if query is None or worklist is not None else [(evt.EVT_C_FIND, handle_find, [query, guard])]),
         # One C-FIND handler for both: Modality Worklist (PS3.4 K.4.1) to ``worklist``, Query/Retrieve to ``query``.

@@ -318,6 +318,8 @@ class LightAssociation:
         self._is_paused = False
         self._kill = False
         self._pending_release = False
+        #: (context ID, message ID, what the handler prepared) of the C-STORE-RQ whose data set is arriving.
+        self._announced: tuple[int, int, Any] | None = None
         self.name = f"LightAssociation@{address[0]}:{address[1]}"
 
     # -- what pynetdicom's code and the node's handlers call -----------------------------------------------------
@@ -443,6 +445,8 @@ class LightAssociation:
                     message, fragments[:] = list(fragments), []
                     if not self._serve_message(message):
                         return False
+                elif last:  # a command set whose data set follows
+                    self._announce(fragments)
             return not self._kill
         if pdu_type == 0x05:  # A-RELEASE-RQ
             self._finish_release()
@@ -487,6 +491,22 @@ class LightAssociation:
         fields = parse_command(b"".join(value for _, header, value in fragments if header & 0x01))
         return fields is None or fields.get(0x0800, b"") in (b"", _US.pack(0x0101))
 
+    def _announce(self, fragments: list[tuple[int, int, memoryview]]) -> None:
+        """A command set is complete and its data set follows: announce a C-STORE-RQ (:func:`faststore.announce`).
+
+        Anything else, or a command set :meth:`_serve_message` will refuse, is left to it once the data set is in.
+        """
+        self._announced = None
+        context_id = fragments[0][0]
+        context = self._accepted_cx.get(context_id)
+        fields = parse_command(b"".join(v for _, h, v in fragments if h & 0x01))
+        if (context is None or fields is None or fields.get(0x0100) != _US.pack(C_STORE_RQ)
+                or not _is_storage(str(context.abstract_syntax))):
+            return
+        request = store_request(fields, context_id)
+        if request is not None:
+            self._announced = (context_id, request.message_id, faststore.announce(self, request))  # type: ignore[arg-type]
+
     def _serve_message(self, fragments: list[tuple[int, int, memoryview]]) -> bool:
         context_id = fragments[0][0]
         command = parse_command(b"".join(v for _, h, v in fragments if h & 0x01))
@@ -516,6 +536,9 @@ class LightAssociation:
                 if request is None:
                     raise ValueError("incomplete C-STORE-RQ command set")
                 request.dataset = dataset
+                announced, self._announced = self._announced, None
+                if announced is not None and announced[:2] == (context_id, request.message_id):
+                    request.prepared = announced[2]
                 faststore.serve(self, request, context)  # type: ignore[arg-type]
             elif kind == C_CANCEL_RQ:
                 pass  # nothing running to cancel (PS3.7 9.3.2.3: ignored)

@@ -36,6 +36,16 @@ Overlap
     later store (:meth:`~dicom_ecg_node.archive.Archive.prepare_stage`), so that no store waits for a file's
     creation. On the helper instead it cost ~0.8 ms more CPU per ECG on 4 associations (measured here): a thread
     woken per store that competes for the GIL with the storing threads.
+Announced stores
+    A C-STORE request's command set (PS3.7 9.3.1.1) names the SOP Instance UID before its data set arrives, and
+    a cart sends that data set only once it has read the object again: measured here with DCMTK ``storescu``
+    about 0.3 ms later, on each ECG, with this thread idle meanwhile. The network edge calls :meth:`prepare` then:
+    the catalog lookup of the UID is done in that wait instead of after the bytes arrived (1 association, 8
+    interleaved rounds of 1,000 ECGs: 5% more ECGs/s, every round faster). Only an *absent* answer is used
+    later: a stale one costs nothing, since the transaction's unique key still refuses a UID that a concurrent
+    store committed meanwhile (then the transaction looks again), as it does for the lookup made in
+    :meth:`store`. A UID found stored is looked up again at store time, so that a re-send is judged against the
+    catalog as it is then.
 Unidentified patients
     With ``unidentified_patient = "accept"`` an object without Patient ID is stored under
     ``UNIDENTIFIED-<first 16 hex digits of SHA-256(Study Instance UID)>``: stable, so every object of one study
@@ -81,6 +91,7 @@ from dicom_ecg_node.catalog import (
 from dicom_ecg_node.config import NodeConfig
 from dicom_ecg_node.errors import (
     ArchiveError,
+    CatalogError,
     CommitNotDurableError,
     DatasetError,
     EcgNodeError,
@@ -141,6 +152,22 @@ class StoreOutcome:
     elapsed_ms: float
     patient_id: str | None = None
     patient_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StorePreparation:
+    """What :meth:`IngestService.prepare` found out about an announced C-STORE before its data set arrived.
+
+    Attributes
+    ----------
+    sop_instance_uid : str
+        The Affected SOP Instance UID of the request (trailing padding removed).
+    absent : bool
+        No instance with this UID was in the catalog when it was looked up.
+    """
+
+    sop_instance_uid: str
+    absent: bool
 
 
 def validate_uid(value: Any, keyword: str) -> str:
@@ -299,10 +326,34 @@ class IngestService:
 
     # ----------------------------------------------------------------------------------------------------------
 
+    def prepare(self, sop_instance_uid: str) -> StorePreparation | None:
+        """Look up the SOP Instance UID a C-STORE request announced, while its data set is on its way.
+
+        See "Announced stores" in the module notes. Pass the result to :meth:`store` as ``prepared``.
+
+        Parameters
+        ----------
+        sop_instance_uid : str
+            The request's Affected SOP Instance UID, as received.
+
+        Returns
+        -------
+        StorePreparation or None
+            ``None`` when the catalog could not answer now: :meth:`store` then looks it up itself (and reports
+            the error, if it lasts, as a refusal of that object).
+        """
+        uid = sop_instance_uid.rstrip("\0 ")
+        try:
+            existing = self.catalog.find_instance_file(uid)
+        except CatalogError:
+            return None
+        return StorePreparation(uid, existing is None)
+
     def store(self, data: bytes, *, sender_ae: str, sender_address: str,
               expected_sop_instance_uid: str | None = None,
               expected_sop_class_uid: str | None = None,
-              after: list[Callable[[], None]] | None = None, overlap: bool = False) -> StoreOutcome:
+              after: list[Callable[[], None]] | None = None, overlap: bool = False,
+              prepared: StorePreparation | None = None) -> StoreOutcome:
         """Store one DICOM Part 10 file exactly as received.
 
         Parameters
@@ -322,6 +373,9 @@ class IngestService:
             final name there while the catalog rows are written (the commit waits for it). Only worth it while the
             node serves no other association, which the caller knows (the network edge, across worker processes);
             the naming is not done on the helper while another store runs in this process. See "Overlap" above.
+        prepared : StorePreparation, optional
+            What :meth:`prepare` found when the request announced ``expected_sop_instance_uid`` (ignored for
+            another UID).
 
         Returns
         -------
@@ -345,14 +399,14 @@ class IngestService:
             self._in_flight += 1
         try:
             return self._store_received(data, sender_ae, sender_address, expected_sop_instance_uid,
-                                        expected_sop_class_uid, after, overlap)
+                                        expected_sop_class_uid, after, overlap, prepared)
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
 
     def _store_received(self, data: bytes, sender_ae: str, sender_address: str, expected_sop_instance_uid: str | None,
                         expected_sop_class_uid: str | None, after: list[Callable[[], None]] | None,
-                        overlap: bool) -> StoreOutcome:
+                        overlap: bool, prepared: StorePreparation | None = None) -> StoreOutcome:
         start = time.perf_counter()
         received_at = datetime.now(UTC)
         sha256 = ""
@@ -364,7 +418,9 @@ class IngestService:
             if expected_sop_instance_uid is not None:
                 # The UID the request names: if the dataset says otherwise it is refused before anything is kept.
                 checked = True
-                existing = self.catalog.find_instance_file(expected_sop_instance_uid.rstrip("\0 "))
+                uid = expected_sop_instance_uid.rstrip("\0 ")
+                if prepared is None or not prepared.absent or prepared.sop_instance_uid != uid:
+                    existing = self.catalog.find_instance_file(uid)
                 if existing is None:
                     staged = self._stage(data, overlap, aio)
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
 import time
@@ -369,6 +370,53 @@ def test_a_store_command_without_its_data_set_type_is_aborted(node: RunningNode,
     else:
         assert status == 0x0000
         assert node.ingest.catalog.stats().instances == 1
+
+
+def test_a_store_is_prepared_while_its_data_set_is_on_its_way(node: RunningNode, monkeypatch) -> None:
+    """A C-STORE-RQ's command set names the SOP Instance UID: the node looks it up before the data set arrives
+    (faststore.announce, services/ingest.py "Announced stores"), and the store is given that answer."""
+    import threading
+
+    from dicom_ecg_node.services.ingest import StorePreparation
+    from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
+
+    part10 = ecg_to_bytes(synthesize_ecg(seed=4, duration_s=1.0, transfer_syntax="explicit",
+                                         sop_instance_uid="1.2.3.4"))
+    dataset = part10[144 + struct.unpack_from("<I", part10, 140)[0]:]
+    ingest = node.ingest
+    real_prepare, real_store = ingest.prepare, ingest.store
+    prepared: list[tuple[str, object]] = []
+    given: list[object] = []
+    announced = threading.Event()
+
+    def prepare(uid: str) -> object:
+        result = real_prepare(uid)
+        prepared.append((uid, result))
+        announced.set()
+        return result
+
+    def store(data: bytes, **kw: object) -> object:
+        given.append(kw.get("prepared"))
+        return real_store(data, **kw)
+
+    monkeypatch.setattr(ingest, "prepare", prepare)
+    monkeypatch.setattr(ingest, "store", store)
+    with socket.create_connection((node.host, node.port), timeout=10) as sock:
+        sock.sendall(_request_bytes(node, TWELVE_LEAD, calling="CART"))
+        assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+        sock.sendall(_p_data((0x03, _store_command(0x0000))))  # the command set alone, its data set to follow
+        assert announced.wait(10)  # looked up before a byte of the data set was sent
+        assert given == []
+        sock.sendall(_p_data((0x02, dataset)))
+        kind, body = _read_pdu(sock)
+    assert kind == 0x04  # P-DATA-TF: the C-STORE-RSP
+    at = body.find(struct.pack("<HHI", 0, 0x0900, 2))  # (0000,0900) Status, US
+    assert at > 0 and struct.unpack_from("<H", body, at + 8)[0] == 0x0000
+    assert prepared == [("1.2.3.4", StorePreparation("1.2.3.4", absent=True))]
+    assert given == [StorePreparation("1.2.3.4", absent=True)]
+    entry = ingest.catalog.find_instance_file("1.2.3.4")
+    stored = ingest.archive.resolve(entry.path).read_bytes()
+    assert stored.endswith(dataset) and hashlib.sha256(stored).hexdigest() == entry.sha256  # the data set as sent
 
 
 def test_an_echo_command_without_its_data_set_type_is_aborted_at_once(node: RunningNode) -> None:

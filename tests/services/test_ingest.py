@@ -35,7 +35,7 @@ from dicom_ecg_node.errors import (
     UnreadableDatasetError,
     UnsupportedSOPClassError,
 )
-from dicom_ecg_node.services.ingest import IngestService, validate_uid
+from dicom_ecg_node.services.ingest import IngestService, StorePreparation, validate_uid
 from dicom_ecg_node.services.maintenance import verify
 from dicom_ecg_node.waveform import Unsupported, attribute, read_object
 from dicom_ecg_node.waveform.synth import ecg_to_bytes, synthesize_ecg
@@ -308,6 +308,83 @@ def test_conflicting_resend_is_refused_and_original_kept(service: IngestService,
     assert leftovers(service.config.data_dir) == []
     [entry] = service.quarantine.entries()
     assert entry.reason["error"] == "InstanceConflictError" and entry.path.read_bytes() == buf.getvalue()
+
+
+def lookups(svc: IngestService) -> list[str]:
+    """The SOP Instance UIDs the service looks up in its catalog from now on (the real lookup runs)."""
+    seen: list[str] = []
+    real = svc.catalog.find_instance_file
+
+    def find(uid: str):
+        seen.append(uid)
+        return real(uid)
+
+    svc.catalog.find_instance_file = find  # type: ignore[method-assign]
+    return seen
+
+
+def changed_copy(data: bytes) -> bytes:
+    """``data`` with other content under the same UIDs."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PatientComments = "changed"
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_an_announced_absent_uid_is_not_looked_up_again(service: IngestService) -> None:
+    """What prepare() found while the data set was on its way (services/ingest.py "Announced stores")."""
+    data = renumber(sample("pydicom/waveform_ecg.dcm"))
+    uid = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    prepared = service.prepare(uid + "\0")  # padded to an even length, as the request carries it
+    assert prepared == StorePreparation(uid, absent=True)
+    seen = lookups(service)
+    outcome = store(service, data, via="c-store", prepared=prepared)
+    assert outcome.status == "stored" and seen == []
+    assert outcome.path.read_bytes() == data
+    assert service.catalog.find_instance_file(uid).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_stale_absent_preparation_still_meets_the_stored_instance(service: IngestService) -> None:
+    """Stored by another association between the announcement and the data set: the same bytes are a duplicate,
+    other bytes a refused conflict; one file and one row either way, nothing left behind."""
+    data = renumber(sample("pydicom/waveform_ecg.dcm"))
+    uid = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    announced = [service.prepare(uid), service.prepare(uid)]
+    assert all(p == StorePreparation(uid, absent=True) for p in announced)
+    first = store(service, data, via="c-store")  # the other association's store
+    again = store(service, data, via="c-store", prepared=announced[0])
+    assert again.status == "duplicate" and again.path == first.path and again.sha256 == first.sha256
+    with pytest.raises(InstanceConflictError):
+        store(service, changed_copy(data), via="c-store", prepared=announced[1])
+    assert first.path.read_bytes() == data
+    assert archived(service) == [first.path.relative_to(service.config.data_dir).as_posix()]
+    assert leftovers(service.config.data_dir) == [] and service.catalog.stats().instances == 1
+
+
+def test_a_preparation_that_found_the_uid_or_names_another_is_not_trusted(service: IngestService) -> None:
+    """Only an absent answer for the same UID saves the lookup: a found one is looked up again at store time."""
+    data = renumber(sample("pydicom/waveform_ecg.dcm"))
+    uid = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+    stored = store(service, data, via="c-store")
+    found, other = service.prepare(uid), service.prepare("1.2.3.4.5")
+    assert found == StorePreparation(uid, absent=False) and other == StorePreparation("1.2.3.4.5", absent=True)
+    seen = lookups(service)
+    for prepared in (found, other):
+        outcome = store(service, data, via="c-store", prepared=prepared)
+        assert outcome.status == "duplicate" and outcome.path == stored.path
+    assert seen == [uid, uid]
+    assert len(archived(service)) == 1 and leftovers(service.config.data_dir) == []
+
+
+def test_a_preparation_the_catalog_cannot_answer_is_none(service: IngestService,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store then looks the UID up itself (and reports the catalog's failure, if it lasts)."""
+    def failing(uid: str) -> None:
+        raise CatalogError("catalog database: database is locked")
+
+    monkeypatch.setattr(service.catalog, "find_instance_file", failing)
+    assert service.prepare("1.2.3.4") is None
 
 
 def test_replace_policy(config: NodeConfig, via: str) -> None:
