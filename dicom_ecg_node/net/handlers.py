@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -128,7 +130,10 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
     """C-STORE: hand the bytes as received to the ingest service; Success only once stored and indexed.
 
     With a ``guard``, the caller's ``store`` permission and the object size are checked first (0x0124, 0xA700)
-    and every stored or refused object is audited.
+    and every stored or refused object is audited: on the fast path (net/faststore.py) once the response is out,
+    with the rest of the work that need not delay it (an audit failure is logged and never changed the answer).
+    Measured here, the audit event was ~0.07 ms of the ~2.2 ms before each answer; 1 association, 6 interleaved
+    rounds of 1,000 ECGs with it after the answer (and the heap frozen, net/workers.py): +2% ECGs/s.
 
     Parameters
     ----------
@@ -148,6 +153,8 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
     ae, addr = _peer(event)
     request = event.request
     data: bytes | None = None
+    # The fast path (net/faststore.py) runs the work that need not delay the answer after sending it.
+    after: list[Callable[[], None]] | None = getattr(event, "after_response", None)
     try:
         if guard is not None:
             guard.authorize(event, "store")  # refusals are audited there
@@ -159,8 +166,7 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
             sender_address=addr,
             expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
             expected_sop_class_uid=str(request.AffectedSOPClassUID),
-            # The fast path (net/faststore.py) runs the work that need not delay the answer after sending it.
-            after=getattr(event, "after_response", None),
+            after=after,
             overlap=getattr(event, "alone", False),
             # What StoreHandler.prepare found while the data set was on its way (the light path only).
             prepared=getattr(event, "prepared", None),
@@ -170,7 +176,7 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
         log.warning("C-STORE refused from %r (%s): instance %s status 0x%04X: %s (%.1f ms)", ae, addr,
                     request.AffectedSOPInstanceUID, status.Status, exc, (time.perf_counter() - started) * 1e3)
         if guard is not None and data is not None:
-            guard.audit_store(event, data, None, exc)
+            _after_answer(after, partial(guard.audit_store, event, data, None, exc))
         return status
     except Exception as exc:  # a bug must not take the association down nor be acknowledged
         log.exception("C-STORE failed unexpectedly for instance %s from %r", request.AffectedSOPInstanceUID, ae)
@@ -180,8 +186,16 @@ def handle_store(event: Event, ingest: IngestService, guard: AssociationGuard | 
         return status
     log.debug("C-STORE %s from %r: %s", outcome.sop_instance_uid, ae, outcome.status)
     if guard is not None:
-        guard.audit_store(event, data, outcome)
+        _after_answer(after, partial(guard.audit_store, event, data, outcome))
     return SUCCESS
+
+
+def _after_answer(after: list[Callable[[], None]] | None, work: Callable[[], None]) -> None:
+    """Leave ``work`` for after the response where the path sends it first (``after``), else do it now."""
+    if after is None:
+        work()
+    else:
+        after.append(work)
 
 
 def bind(ingest: IngestService, retrieve: RetrieveService | None = None,

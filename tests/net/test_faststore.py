@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterator
 from io import BytesIO
@@ -325,8 +326,9 @@ def test_node_stores_through_the_fast_path_bytes_as_sent(node_factory, tmp_path:
     assert stored == b"\0" * 128 + b"DICM" + expected_meta + raw[meta_end:]
 
 
-def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: Path) -> None:
-    """The sender has its Success before the object's log line is written and the ingest listeners run."""
+def test_listeners_log_line_and_audit_run_after_the_response(node_factory, tmp_path: Path) -> None:
+    """The sender has its Success before the object's log line and audit event are written and the ingest
+    listeners run."""
     import logging
     import threading
 
@@ -341,6 +343,16 @@ def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: P
 
     def listener(outcome: Any) -> None:
         seen.append((f"listener {outcome.sop_instance_uid}", answered.wait(10)))
+
+    audit = node.node.audit
+    real_record = audit.record
+
+    def record(event: str, **fields: Any) -> Any:
+        if event == "store":
+            seen.append((f"audit {fields['sop_instance_uids'][0]}", answered.wait(10)))
+        return real_record(event, **fields)
+
+    audit.record = record
 
     handler = Waiting(logging.INFO)
     ingest_log = logging.getLogger("dicom_ecg_node.ingest")
@@ -366,8 +378,13 @@ def test_listeners_and_log_line_run_after_the_response(node_factory, tmp_path: P
         ingest_log.setLevel(level)
     assert status.Status == 0x0000
     assert before == []  # nothing had run when the answer arrived: the log line was waiting for it
-    # Both ran, in this order, and only once the sender had its answer.
-    assert seen == [("log line", True), (f"listener {ds.SOPInstanceUID}", True)]
+    # All ran, in this order, and only once the sender had its answer; the audit trail has the store.
+    assert seen == [("log line", True), (f"listener {ds.SOPInstanceUID}", True), (f"audit {ds.SOPInstanceUID}", True)]
+    audit.flush()
+    written = [json.loads(line) for path in sorted((Path(node.config.data_dir) / "audit").glob("audit-*.jsonl"))
+               for line in path.read_text(encoding="utf-8").splitlines()]
+    [stored] = [e for e in written if e["event"] == "store"]
+    assert stored["outcome"] == "success" and stored["sop_instance_uids"] == [ds.SOPInstanceUID]
 
 
 def overlaps_asked(ingest: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
