@@ -10,6 +10,7 @@ mode serialises only the short commit, see the catalog).
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -79,6 +80,7 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
         hl7 = None if reuse_port else _start_hl7(config, ingest.catalog, node.audit)
         # The web viewer too runs in one process only (the parent with workers, polling the catalog).
         web = None if reuse_port else _start_web(config, ingest.catalog, ingest)
+        _freeze_heap()
         if ready is not None:
             ready.set()
         try:
@@ -91,6 +93,18 @@ def serve_in_process(config: NodeConfig, stop: threading.Event, *, reuse_port: b
             node.stop()
     finally:
         ingest.close()
+
+
+def _freeze_heap() -> None:
+    """Leave what the started node holds for good out of the cyclic garbage collector's passes.
+
+    Modules, the catalog's statements, the AE and its contexts live as long as the process; a full collection
+    walked all of them again (measured here: one every few hundred stores under load, each pausing every thread
+    of the process for ~20 ms). Garbage made while starting is collected first, then the survivors are frozen
+    (``gc.freeze``); objects made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _start_hl7(config: NodeConfig, catalog: Any, audit: Any) -> Any:
