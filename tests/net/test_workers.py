@@ -9,7 +9,7 @@ import time
 
 import pydicom
 import pytest
-from helpers import free_port, renumbered_copy, sample, start_node_process
+from helpers import free_port, make_config, renumbered_copy, sample, start_node_process
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
@@ -121,3 +121,31 @@ def test_workers_zero_starts_two_processes_per_core_on_one_port(tmp_path):
     text = log.read_text()
     assert f"started {expected} worker processes" in text
     assert text.count("listening as AE") == expected
+
+
+def test_a_started_serving_process_freezes_its_heap_out_of_full_collections(tmp_path):
+    """net/workers.py _freeze_heap: what the started node holds is left out of the collector's full passes."""
+    import gc
+
+    from dicom_ecg_node.net.workers import serve_in_process
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    config = make_config(tmp_path, port=free_port(), accept_unknown=True, analysis="off")
+    stop, ready = threading.Event(), threading.Event()
+    runner = threading.Thread(target=serve_in_process, args=(config, stop), kwargs={"ready": ready})
+    runner.start()
+    try:
+        assert ready.wait(30)
+        frozen = gc.get_freeze_count()
+        ae = AE(ae_title="PROBE")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", config.port, ae_title=config.aet)
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    finally:
+        stop.set()
+        runner.join(30)
+        gc.unfreeze()  # this test process goes on: its objects are collectable again
+    assert not runner.is_alive()
+    assert frozen > 1000  # the node's modules, catalog and AE, at least
