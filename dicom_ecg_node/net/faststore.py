@@ -290,9 +290,13 @@ def announce(assoc: Association, request: FastCStore) -> Any:
     UID, services/ingest.py "Announced stores") is done then instead of after the bytes arrived. What
     :meth:`PreparesStores.prepare` returns is handed to the handler as the event's ``prepared`` attribute; a
     handler without ``prepare``, or one that fails there (logged), gets ``None`` and does the work itself.
+    Only while the node serves this association alone (the event's ``alone``): otherwise the cores are busy with
+    the other stores, and the store makes that lookup in its catalog transaction instead, at a fraction of the
+    cost (services/ingest.py "Announced stores").
     """
     handler, _args = assoc.get_handlers(evt.EVT_C_STORE)  # type: ignore[misc]
-    if not isinstance(handler, PreparesStores):
+    serving = getattr(assoc, "serving", None)
+    if not isinstance(handler, PreparesStores) or serving is None or serving() > 1:
         return None
     try:
         return handler.prepare(request.sop_instance_uid)

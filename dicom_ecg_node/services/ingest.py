@@ -45,7 +45,14 @@ Announced stores
     later: a stale one costs nothing, since the transaction's unique key still refuses a UID that a concurrent
     store committed meanwhile (then the transaction looks again), as it does for the lookup made in
     :meth:`store`. A UID found stored is looked up again at store time, so that a re-send is judged against the
-    catalog as it is then.
+    catalog as it is then. The network edge announces a store only while it serves that association alone
+    (``overlap``). With other stores at work the cores have no idle time to lend, and a lookup of its own, in a
+    read transaction that finds the catalog changed by the other processes and reads its pages again, cost
+    ~0.12 ms of CPU per ECG on 4 associations; such a C-STORE leaves the lookup to its catalog transaction,
+    which reads those index pages for its insert anyway (4 associations, 8 interleaved rounds of 1,000 ECGs:
+    3.8% less node CPU per ECG, 1.8% more ECGs/s). A re-send is then found only by the transaction: its bytes
+    were staged, and named, for nothing and are removed again; it is answered as before (a duplicate, or the
+    conflict refused).
 Unidentified patients
     With ``unidentified_patient = "accept"`` an object without Patient ID is stored under
     ``UNIDENTIFIED-<first 16 hex digits of SHA-256(Study Instance UID)>``: stable, so every object of one study
@@ -414,13 +421,17 @@ class IngestService:
         staged: _Staging | None = None
         aio = self.fsyncs.take() if expected_sop_instance_uid is not None else None
         try:
-            checked, existing = False, None
+            checked, existing, in_transaction = False, None, False
             if expected_sop_instance_uid is not None:
                 # The UID the request names: if the dataset says otherwise it is refused before anything is kept.
                 checked = True
                 uid = expected_sop_instance_uid.rstrip("\0 ")
-                if prepared is None or not prepared.absent or prepared.sop_instance_uid != uid:
+                if prepared is not None and prepared.absent and prepared.sop_instance_uid == uid:
+                    pass  # looked up while the data set was on its way (module notes, "Announced stores")
+                elif overlap or prepared is not None:
                     existing = self.catalog.find_instance_file(uid)
+                else:
+                    in_transaction = True  # other stores at work: the transaction looks ("Announced stores")
                 if existing is None:
                     staged = self._stage(data, overlap, aio)
                 else:
@@ -431,7 +442,7 @@ class IngestService:
             sha256 = sha256 or hashlib.sha256(data).hexdigest()
             record = self._validate(data, sender_ae, sender_address, received_at, sha256, ident,
                                     expected_sop_instance_uid, expected_sop_class_uid)
-            outcome = self._store(data, record, start, staged, checked, existing, overlap, aio)
+            outcome = self._store(data, record, start, staged, checked, existing, overlap, aio, in_transaction)
         except Exception as exc:
             self._release(staged)
             self._refuse(data, exc, sender_ae, sender_address, received_at, sha256, ident)
@@ -628,14 +639,16 @@ class IngestService:
 
     def _store(self, data: bytes, record: InstanceRecord, start: float, staged: _Staging | None = None,
                checked: bool = False, existing: InstanceFile | None = None, overlap: bool = False,
-               aio: KernelFsync | None = None) -> StoreOutcome:
+               aio: KernelFsync | None = None, in_transaction: bool = False) -> StoreOutcome:
         """Archive then catalog a validated object (see the module notes for the crash-safety argument).
 
-        ``checked``: ``existing`` is the catalog's file for this UID, looked up by :meth:`store`; ``staged``: the
-        bytes being written in the staging folder (``None``: written here).
+        ``checked``: ``existing`` is the catalog's file for this UID, looked up by :meth:`store` (or, with
+        ``in_transaction``, left to the catalog transaction); ``staged``: the bytes being written in the staging
+        folder (``None``: written here).
         """
         uid = record.sop_instance_uid
         replace_policy = self.config.on_conflict == "replace"
+        absent = existing is None and not in_transaction  # the transaction need not look the UID up again
         # Cheap pre-check so that a plain re-send writes nothing; the transaction re-checks under its lock.
         if not checked:
             existing = self.catalog.find_instance_file(uid)
@@ -670,7 +683,7 @@ class IngestService:
                     # 5% less CPU per ECG, fewer hand-overs of the lock); alone, the rows are written meanwhile.
                     placing.result()
                 result = self.catalog.add_instance(record, replace=replace_policy, before_commit=placing.result,
-                                                   absent=existing is None)
+                                                   absent=absent)
             except CommitNotDurableError:
                 raise  # the committed row names the file: it stays (a re-send is a duplicate, verify checks it)
             except BaseException:
@@ -686,7 +699,7 @@ class IngestService:
                 written = self.archive.write(relative, data, sha256=record.sha256)
             record = replace(record, path=relative, size=written.size)
             try:
-                result = self.catalog.add_instance(record, replace=replace_policy, absent=existing is None)
+                result = self.catalog.add_instance(record, replace=replace_policy, absent=absent)
             except CommitNotDurableError:
                 raise  # as above
             except BaseException:

@@ -372,9 +372,12 @@ def test_a_store_command_without_its_data_set_type_is_aborted(node: RunningNode,
         assert node.ingest.catalog.stats().instances == 1
 
 
-def test_a_store_is_prepared_while_its_data_set_is_on_its_way(node: RunningNode, monkeypatch) -> None:
-    """A C-STORE-RQ's command set names the SOP Instance UID: the node looks it up before the data set arrives
-    (faststore.announce, services/ingest.py "Announced stores"), and the store is given that answer."""
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_lone_store_is_prepared_while_its_data_set_is_on_its_way(node: RunningNode, monkeypatch,
+                                                                   others: int) -> None:
+    """A C-STORE-RQ's command set names the SOP Instance UID: while the node serves that association alone it
+    looks the UID up before the data set arrives (faststore.announce, services/ingest.py "Announced stores") and
+    the store is given that answer; with another association open it leaves the lookup to the store."""
     import threading
 
     from dicom_ecg_node.services.ingest import StorePreparation
@@ -401,19 +404,28 @@ def test_a_store_is_prepared_while_its_data_set_is_on_its_way(node: RunningNode,
 
     monkeypatch.setattr(ingest, "prepare", prepare)
     monkeypatch.setattr(ingest, "store", store)
-    with socket.create_connection((node.host, node.port), timeout=10) as sock:
-        sock.sendall(_request_bytes(node, TWELVE_LEAD, calling="CART"))
-        assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
-        sock.sendall(_p_data((0x03, _store_command(0x0000))))  # the command set alone, its data set to follow
-        assert announced.wait(10)  # looked up before a byte of the data set was sent
-        assert given == []
-        sock.sendall(_p_data((0x02, dataset)))
-        kind, body = _read_pdu(sock)
+    idle = [_associate(node, VERIFICATION, ae_title="IDLE") for _ in range(others)]
+    try:
+        assert all(assoc.is_established for assoc in idle)
+        with socket.create_connection((node.host, node.port), timeout=10) as sock:
+            sock.sendall(_request_bytes(node, TWELVE_LEAD, calling="CART"))
+            assert _read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+            sock.sendall(_p_data((0x03, _store_command(0x0000))))  # the command set alone, its data set to follow
+            assert announced.wait(2.0) is (others == 0)  # looked up before a byte of the data set was sent
+            assert given == []
+            sock.sendall(_p_data((0x02, dataset)))
+            kind, body = _read_pdu(sock)
+    finally:
+        for assoc in idle:
+            assoc.release()
     assert kind == 0x04  # P-DATA-TF: the C-STORE-RSP
     at = body.find(struct.pack("<HHI", 0, 0x0900, 2))  # (0000,0900) Status, US
     assert at > 0 and struct.unpack_from("<H", body, at + 8)[0] == 0x0000
-    assert prepared == [("1.2.3.4", StorePreparation("1.2.3.4", absent=True))]
-    assert given == [StorePreparation("1.2.3.4", absent=True)]
+    if others == 0:
+        assert prepared == [("1.2.3.4", StorePreparation("1.2.3.4", absent=True))]
+        assert given == [StorePreparation("1.2.3.4", absent=True)]
+    else:
+        assert prepared == [] and given == [None]  # the store's transaction looked the UID up
     entry = ingest.catalog.find_instance_file("1.2.3.4")
     stored = ingest.archive.resolve(entry.path).read_bytes()
     assert stored.endswith(dataset) and hashlib.sha256(stored).hexdigest() == entry.sha256  # the data set as sent

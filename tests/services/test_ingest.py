@@ -284,14 +284,22 @@ def test_unidentified_patient_policy(config: NodeConfig) -> None:
         assert any("generated ID" in w for w in out.warnings)
 
 
-def test_duplicate_stores_nothing_twice(service: IngestService, via: str) -> None:
+@pytest.mark.parametrize("alone", [True, False])
+def test_duplicate_stores_nothing_twice(service: IngestService, via: str, alone: bool) -> None:
+    """A re-send is a duplicate: one file, one row. It writes nothing, not even staged, unless it is a C-STORE
+    while other stores are at work (``overlap`` false): its catalog transaction then finds the UID, and the bytes
+    it staged and named are removed (services/ingest.py "Announced stores")."""
     data = sample("pydicom/waveform_ecg.dcm").read_bytes()
     first = store(service, data, via=via)
     staged = staged_sizes(service)
-    again = store(service, data, ae="OTHER", via=via)
+    seen = lookups(service)
+    again = store(service, data, ae="OTHER", via=via, overlap=alone)
     assert again.status == "duplicate" and again.path == first.path and again.sha256 == first.sha256
-    assert staged == [] and leftovers(service.config.data_dir) == []  # a re-send writes nothing, not even staged
+    assert leftovers(service.config.data_dir) == []
     assert len(archived(service)) == 1 and service.catalog.stats().instances == 1
+    looked_in_transaction = via == "c-store" and not alone
+    assert staged == ([len(data)] if looked_in_transaction else [])
+    assert seen == ([] if looked_in_transaction else [first.sop_instance_uid])
 
 
 def test_conflicting_resend_is_refused_and_original_kept(service: IngestService, via: str) -> None:
