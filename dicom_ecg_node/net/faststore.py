@@ -535,7 +535,10 @@ def serve(assoc: Association, msg: FastCStore, context: PresentationContext) -> 
         flush = getattr(assoc.dul, "flush", None)  # a light association's DUL batches what it sends
         if flush is not None:
             flush()
-        for work in event.after_response:
+        # Taken off the event first: work that names the event (its audit) would otherwise keep it, and the data
+        # set it holds, in a reference cycle until the garbage collector's next pass (~10 MB more per process).
+        after, event.after_response = event.after_response, []
+        for work in after:
             try:
                 work()
             except Exception:

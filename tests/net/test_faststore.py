@@ -387,6 +387,32 @@ def test_listeners_log_line_and_audit_run_after_the_response(node_factory, tmp_p
     assert stored["outcome"] == "success" and stored["sop_instance_uids"] == [ds.SOPInstanceUID]
 
 
+def test_a_served_store_leaves_nothing_for_the_garbage_collector(node_factory, tmp_path: Path) -> None:
+    """Once answered and followed up, a C-STORE's event (it holds the data set) is freed by reference counting:
+    the work after the answer names it (the audit), so it must not stay in a reference cycle until a collection
+    (measured before this was fixed: ~10 MB more per serving process)."""
+    import gc
+
+    node = node_factory()
+    source = renumbered_copy(sample("pydicom/waveform_ecg.dcm"), tmp_path / "ecg.dcm")
+    ds = pydicom.dcmread(source)
+    ae = AE(ae_title="CART")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    gc.collect()
+    gc.disable()
+    try:
+        assoc = ae.associate(node.host, node.port, ae_title=node.aet)
+        assert assoc.is_established
+        status = assoc.send_c_store(source)
+        assoc.release()  # the node has read the release: the store's work after its answer is done
+        alive = [o for o in gc.get_objects() if isinstance(o, faststore._FastStoreEvent)]
+    finally:
+        gc.enable()
+    assert status.Status == 0x0000
+    assert node.ingest.catalog.find_instance_file(ds.SOPInstanceUID) is not None
+    assert alive == []
+
+
 def overlaps_asked(ingest: Any, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """The ``overlap`` each store of ``ingest`` is asked for from now on (the real store runs)."""
     asked: list[bool] = []
