@@ -116,6 +116,8 @@ Keep = dict[int, bool] | _KeepAll
 
 #: Waveform Data and Waveform Padding Value: 'OB or OW' in the dictionary; values kept as the file's bytes.
 OB_OW_TAGS: frozenset[int] = frozenset({0x5400100A, 0x54001010})
+#: Waveform Data (5400,1010): kept by the decoder's read as a read-only ``memoryview`` of the file's bytes.
+_WAVEFORM_DATA = 0x54001010
 
 # PS3.5 Table 7.1-1: explicit VRs with two reserved bytes and a 32-bit length; every other VR has a 16-bit one.
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
@@ -141,7 +143,7 @@ class Unsupported(Exception):
     """The fast reader met something it does not reproduce exactly; the caller decodes with pydicom instead."""
 
 
-Element = tuple[str, Any]  # (VR, raw value bytes, list of FastItem, or LazyItems for LAZY_SEQUENCES)
+Element = tuple[str, Any]  # (VR, raw value bytes (a memoryview for Waveform Data), list of FastItem, or LazyItems)
 
 
 class _Charset:
@@ -365,6 +367,9 @@ def _read_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, 
                     elements[tag] = ("SQ", children)
             elif vr_name == "SQ":
                 raise Unsupported(f"({group:04X},{elem:04X}) is a value sent as a sequence")
+            elif tag == _WAVEFORM_DATA and keep is _KEEP:
+                # The samples (most of an ECG's bytes) are only read where they lie: a view, not a copy.
+                elements[tag] = (vr_name, memoryview(buf)[pos:value_end])
             else:
                 elements[tag] = (vr_name, buf[pos:value_end])
         # Anything else, a defined-length sequence included, is skipped by its length (PS3.5 7.5.1).

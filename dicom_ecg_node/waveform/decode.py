@@ -294,7 +294,7 @@ def _str(ds: Dataset | FastItem, keyword: str) -> str | None:
     return text(ds, _tag(keyword))
 
 
-def _le_bytes(data: bytes, vr: str, big_endian: bool) -> bytes:
+def _le_bytes(data: bytes | memoryview, vr: str, big_endian: bool) -> bytes | memoryview:
     """Bytes of an OB/OW value put in little-endian order (PS3.5 7.3: OW swaps within each 16-bit word)."""
     if big_endian and vr != "OB":
         words = np.frombuffer(data[: len(data) // 2 * 2], dtype=">u2")
@@ -461,7 +461,7 @@ def _decode_group(item: Dataset | FastItem, index: int, big_endian: bool, start:
         warnings.append(f"Waveform Sequence item {index}: {bits_allocated}-bit samples in a big endian object "
                         "(never produced by a conformant writer); read as 16-bit words swapped per PS3.5 7.3")
 
-    le = _le_bytes(bytes(data), vr, big_endian)
+    le = _le_bytes(data if isinstance(data, bytes | memoryview) else bytes(data), vr, big_endian)
     codes = np.frombuffer(le, dtype=dtype, count=n_channels * n_samples).reshape(n_samples, n_channels)
     padding = _padding(item, dtype, vr, big_endian, index)
 
