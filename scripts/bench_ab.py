@@ -101,6 +101,7 @@ def main() -> int:
                         port = bench.free_port()
                         proc, aet = bench.receiver("ecg-node", port, out, args.workers)
                         try:
+                            bench.settle_writeback()  # nothing written earlier (the ECGs made above) lands in a run
                             cpu0 = bench.cpu_seconds(proc.pid)
                             elapsed = bench.run_storescu(port, aet, files, streams)
                             cpu_ms = (bench.cpu_seconds(proc.pid) - cpu0) / len(files) * 1000

@@ -27,6 +27,12 @@ there, and more for the node than for the peers, whose outputs have no folders. 
 after the runs: 17-30 µs on this machine normally, 200-600 µs within minutes of deleting a test run's or a
 benchmark's files there. Every receiver pays it once per ECG, which narrows every ratio towards 1.
 
+Writeback: the peers do not ``fsync``, so each of their runs leaves its files dirty in the page cache (~0.14 GB
+per 1,000 ECGs), and the kernel writes them back about 30 s later (``vm.dirty_expire_centisecs``), during whichever
+run comes then; a node's fsyncs then wait behind that writeback. Before each run the benchmark therefore
+syncs what earlier runs left (printed when there was any), so that no receiver is charged for another's
+files.
+
 Usage: .venv/bin/python scripts/bench_ingest.py [--count 2000] [--workers 0] [--rounds 1] [--keep DIR]
 """
 
@@ -168,6 +174,18 @@ def sender_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def settle_writeback() -> float:
+    """``sync`` what earlier runs left dirty (see "Writeback" in the module notes); the MB that were dirty."""
+    pending = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("Dirty", "Writeback"):
+                pending += int(value.split()[0]) / 1024
+    os.sync()
+    return pending
+
+
 def run_storescu(port: int, aet: str, files: list[Path], streams: int) -> float:
     """Send ``files`` split over ``streams`` concurrent storescu processes; return the wall time in seconds."""
     env = dict(os.environ, TCP_NODELAY="1")  # without it storescu waits on Nagle: ~40x slower
@@ -306,6 +324,7 @@ def main() -> int:
                 port = free_port()
                 proc, aet = receiver(kind, port, out, args.workers if kind == "ecg-node" else 1)
                 try:
+                    settled = settle_writeback()
                     cpu0, sender0 = cpu_seconds(proc.pid), sender_cpu_seconds()
                     with RssTrace(proc.pid) as trace:
                         elapsed = run_storescu(port, aet, files, streams)
@@ -319,6 +338,8 @@ def main() -> int:
                 rate = len(files) / elapsed
                 rates[kind].append(rate)
                 label = f" (round {turn + 1})" if args.rounds > 1 else ""
+                if settled >= 1:
+                    label += f" ({settled:.0f} MB of earlier runs written back first)"
                 workers = worker_count(args.workers)
                 placed = ""
                 if kind == "ecg-node" and streams > 1 and workers > 1:
