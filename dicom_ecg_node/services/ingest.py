@@ -648,10 +648,10 @@ class IngestService:
         """
         uid = record.sop_instance_uid
         replace_policy = self.config.on_conflict == "replace"
-        absent = existing is None and not in_transaction  # the transaction need not look the UID up again
         # Cheap pre-check so that a plain re-send writes nothing; the transaction re-checks under its lock.
         if not checked:
             existing = self.catalog.find_instance_file(uid)
+        absent = existing is None and not in_transaction  # the transaction need not look the UID up again
         if existing is not None:
             if existing.sha256 == record.sha256:
                 self._release(staged)  # stored by a concurrent store since store() looked
