@@ -5,7 +5,13 @@ Receivers: (a) this node (validating, fsyncing, indexing), (b) DCMTK storescp wr
 storescp app. Each is sent the same files over 1 association and over 4 concurrent associations. Prints files/s,
 MB/s, the receiver's peak RSS and its resident memory early in the run and at its end (a leak shows as growth;
 ``--count 10000 --receivers ecg-node`` is the issue's memory check), the CPU time per file of the receiver (all its
-processes) and of the senders, and the ratios of (a) to (b) and (c).
+processes) and of the senders, how busy the machine's CPUs were during the run, and the ratios of (a) to (b) and
+(c).
+
+Reading the 4-association ratios: near 100% busy, the node's run is bound by the whole machine (its workers, the
+four senders and the kernel share the cores), while pynetdicom's storescp is bound by one core (its interpreter
+lock). Their ratio therefore moves with the host's state: measured here on one day, 1.79x while the host was fast
+(pynetdicom 252-266 files/s) and 2.05-2.21x on slower hours (191-220 files/s), with the node's code unchanged.
 
 The node runs with two receiving processes per core (``--workers 0``, as the README advises for throughput) for
 every association count: one association is served by one worker, and the parent process does the derived work
@@ -174,6 +180,16 @@ def sender_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far (/proc/stat; idle and iowait are not busy)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values[:8]) - idle, sum(values[:8])  # guest time is already in user
+
+
 def settle_writeback() -> float:
     """``sync`` what earlier runs left dirty (see "Writeback" in the module notes); the MB that were dirty."""
     pending = 0.0
@@ -326,8 +342,10 @@ def main() -> int:
                 try:
                     settled = settle_writeback()
                     cpu0, sender0 = cpu_seconds(proc.pid), sender_cpu_seconds()
+                    busy0, all0 = machine_ticks()
                     with RssTrace(proc.pid) as trace:
                         elapsed = run_storescu(port, aet, files, streams)
+                    busy1, all1 = machine_ticks()
                     rss = peak_rss_mb(proc.pid)
                     # The receiver's CPU while the files arrived (derived work still running after is not in it)
                     # and the senders': on 2 cores their sum per file bounds what 4 associations can reach.
@@ -345,9 +363,12 @@ def main() -> int:
                 if kind == "ecg-node" and streams > 1 and workers > 1:
                     per = associations_per_worker(out.parent / f"{out.name}.log", workers)
                     placed = f", associations per worker {'/'.join(map(str, per))}"
+                # How busy all the CPUs were: near 100% the run was bound by the machine (receiver, senders and
+                # kernel together), not by the receiver alone.
+                busy = f", machine {100 * (busy1 - busy0) / (all1 - all0):.0f}% busy" if all1 > all0 else ""
                 print(f"  {streams} assoc  {kind:22s} {rate:8.1f} files/s {total_mb / elapsed:7.1f} MB/s "
                       f"peak RSS {rss:6.1f} MB (RSS {trace.early:.1f} -> {trace.end:.1f})  "
-                      f"CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms{placed}{label}")
+                      f"CPU/file: receiver {cpu_ms:4.2f} ms, storescu {sender_ms:4.2f} ms{busy}{placed}{label}")
         if args.rounds > 1:
             for kind, values in rates.items():
                 print(f"  {streams} assoc  {kind:22s} median {statistics.median(values):8.1f} files/s "
