@@ -29,6 +29,17 @@ Staging
     a large delete on the same file system, ``open(O_CREAT)`` took 0.7-0.9 ms (0.1 ms usually), while the sender
     waited.
 
+Direct writes
+    :meth:`Archive.begin_stage` writes the whole 4 KiB blocks of a received object with ``O_DIRECT`` (copied into a
+    page-aligned buffer that the disk reads from) and only its last partial block through the page cache. Measured
+    here (ext4 on a virtio disk, 2 vCPUs): writing a 144 KB ECG through the page cache and ``fdatasync``-ing it took
+    320-500 µs of kernel CPU (copying it into new page-cache pages, then writing those back), written directly
+    150-160 µs plus about 40 µs of copying in user space; with the node receiving on 4 associations, 10% less CPU
+    per ECG and 7% more ECGs/s (``scripts/bench_ab.py``, 8 rounds), on one association the same. The ``fsync``
+    that follows is the same as before: it makes the file's size and blocks, its tail and the disk's write cache
+    durable. A file system that refuses ``O_DIRECT`` (``EINVAL``: ramfs, some network file systems) is written
+    through the page cache from then on.
+
 Errors
     ``ENOSPC``/``EDQUOT`` become :class:`~dicom_ecg_node.errors.StorageFullError`, any other ``OSError``
     :class:`~dicom_ecg_node.errors.ArchiveError`; partial temporary files are removed before raising.
@@ -38,8 +49,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
+import mmap
 import os
 import secrets
 import threading
@@ -65,6 +78,11 @@ SPARE_STAGES = 2
 SPARE_MAX_AGE_S = 60.0
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _CHUNK = 1 << 20
+#: Direct writes (``O_DIRECT``, see "Direct writes"): offsets, lengths and buffers are multiples of this (the
+#: largest logical block size of common disks, so every smaller one divides it).
+_DIRECT_ALIGN = 4096
+#: Bytes copied through one aligned buffer per direct write.
+_DIRECT_CHUNK = 1 << 20
 
 
 def _os_error(exc: OSError, what: str) -> ArchiveError:
@@ -318,6 +336,10 @@ class Archive:
         #: Open staged files not yet written: ``(path, fd, time.monotonic() at creation)``.
         self._spares: deque[tuple[Path, int, float]] = deque()
         self._spares_lock = threading.Lock()
+        #: Whether the staging file system takes ``O_DIRECT`` (``None``: not tried yet); see "Direct writes".
+        self._direct: bool | None = None
+        #: Page-aligned buffers for direct writes, one per store writing at a time, kept for the next.
+        self._buffers: list[mmap.mmap] = []
 
     def create(self, *, fan_out: bool = True) -> None:
         """Create the archive root and its fan-out directories, each ``fsync``-ed into its parent (idempotent).
@@ -408,7 +430,8 @@ class Archive:
 
         :meth:`PendingStage.sync` (on any thread) then makes it durable and returns the :class:`Staged` file that
         :meth:`place` names.
-        Why two steps: the write is a copy into the page cache; the ``fsync`` is the wait, and a thread that only
+        Why two steps: the ``fsync`` is the longer wait (the file's size and blocks, the disk's cache flush; the
+        bytes themselves go to the disk here, see "Direct writes"), and a thread that only
         has to call ``fsync`` needs the GIL once to start it, so it overlaps with the caller's parsing, where a
         thread that also opened and wrote the file needed the GIL after each of those calls and mostly did not
         overlap at all. The file is one :meth:`prepare_stage` created when one is ready.
@@ -430,7 +453,8 @@ class Archive:
             tmp, fd = spare
         try:
             view = memoryview(data)
-            size = 0
+            size = self._write_direct(fd, view) if self._direct is not False else 0
+            view = view[size:]
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
@@ -442,6 +466,58 @@ class Archive:
             _close_and_remove(fd, tmp)
             raise
         return PendingStage(tmp, fd, size)
+
+    def _write_direct(self, fd: int, view: memoryview) -> int:
+        """Write the whole aligned blocks at the start of ``view`` to the empty file ``fd`` with ``O_DIRECT``.
+
+        Returns how many bytes were written (a multiple of :data:`_DIRECT_ALIGN`, 0 when the file system refuses
+        ``O_DIRECT``); the caller writes the rest through the page cache. See "Direct writes" in the module notes.
+
+        Raises
+        ------
+        OSError
+            A write failed (``ENOSPC``...).
+        """
+        whole = len(view) - len(view) % _DIRECT_ALIGN
+        if whole == 0:
+            return 0
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+        except OSError:  # EINVAL: this file system does not do direct I/O
+            self._direct = False
+            return 0
+        buffer = self._take_buffer()
+        done = 0
+        try:
+            while done < whole:
+                n = min(_DIRECT_CHUNK, whole - done)
+                buffer[:n] = view[done:done + n]
+                try:
+                    written = os.write(fd, memoryview(buffer)[:n])
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or done:
+                        raise
+                    self._direct = False  # took the flag but not the write (alignment): page cache from now on
+                    return 0
+                done += written
+                if written != n:  # short: the rest goes through the page cache, at any offset
+                    break
+            self._direct = True
+        finally:
+            self._give_buffer(buffer)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        return done
+
+    def _take_buffer(self) -> mmap.mmap:
+        with self._spares_lock:
+            if self._buffers:
+                return self._buffers.pop()
+        return mmap.mmap(-1, _DIRECT_CHUNK)  # anonymous: page-aligned
+
+    def _give_buffer(self, buffer: mmap.mmap) -> None:
+        with self._spares_lock:
+            self._buffers.append(buffer)
 
     def _new_stage(self) -> tuple[Path, int]:
         tmp = self.root / STAGING / f"{TEMP_PREFIX}{secrets.token_hex(8)}.part"

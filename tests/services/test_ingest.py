@@ -932,6 +932,66 @@ def test_archive_spares_stale_removed_and_unmakeable(tmp_path: Path, monkeypatch
     assert list(staging.iterdir()) == []
 
 
+def _takes_direct_io(folder: Path) -> bool:
+    """Whether ``folder``'s file system opens files with ``O_DIRECT`` (probed here, apart from the archive)."""
+    probe = folder / "probe-odirect"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink()
+    return True
+
+
+def _cached_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache, by util-linux ``fincore`` (``mincore(2)``)."""
+    out = subprocess.run(["fincore", "--bytes", "--raw", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+@pytest.mark.parametrize("size", [0, 100, 4096, 3 * 4096 + 17, (1 << 20) * 2 + 5000])
+def test_staged_blocks_go_to_the_disk_directly_and_the_tail_through_the_page_cache(tmp_path: Path,
+                                                                                   size: int) -> None:
+    archive = Archive(tmp_path / "data")
+    archive.create(fan_out=False)
+    staging = archive.root / STAGING
+    if not _takes_direct_io(staging):
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    if shutil.which("fincore") is None:
+        pytest.skip("util-linux fincore is needed to see what is in the page cache")
+    data = os.urandom(size)  # every block different: a block written at the wrong place would show
+    staged = archive.begin_stage(data).sync()
+    assert staged.size == size
+    # Only the last partial block went through the page cache; whole blocks were written past it.
+    assert _cached_bytes(staged.path) == (4096 if size % 4096 else 0)
+    assert staged.path.read_bytes() == data
+    archive.discard(staged)
+    archive.close()
+
+
+def test_staging_on_a_file_system_without_direct_io_writes_through_the_page_cache(tmp_path: Path) -> None:
+    mnt = tmp_path / "ram"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a ramfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        assert not _takes_direct_io(mnt)  # ramfs refuses O_DIRECT (EINVAL)
+        archive = Archive(mnt / "data")
+        archive.create(fan_out=False)
+        first, second = os.urandom(3 * 4096 + 17), os.urandom(5 * 4096)
+        for data in (first, second):  # the refusal found with the first, the second not tried directly
+            staged = archive.begin_stage(data).sync()
+            assert staged.size == len(data) and staged.path.read_bytes() == data
+            archive.discard(staged)
+        assert list((archive.root / STAGING).iterdir()) == []
+        archive.close()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
 def test_verify_reports_a_staged_file_with_bytes(service: IngestService) -> None:
     service.archive.prepare_stage()
     partial = service.archive.root / STAGING / f"{TEMP_PREFIX}crashed.part"
