@@ -552,7 +552,11 @@ class Archive:
             self._spares.append((path, fd, time.monotonic()))
 
     def close(self) -> None:
-        """Remove the spare staged files (:meth:`prepare_stage`); the archive stays usable."""
+        """Remove the spare staged files (:meth:`prepare_stage`), free the direct writes' buffers; stays usable."""
+        with self._spares_lock:
+            buffers, self._buffers = self._buffers, []
+        for buffer in buffers:
+            buffer.close()
         while True:
             with self._spares_lock:
                 if not self._spares:
