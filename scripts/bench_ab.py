@@ -102,6 +102,7 @@ def main() -> int:
                         proc, aet = bench.receiver("ecg-node", port, out, args.workers)
                         try:
                             bench.settle_writeback()  # nothing written earlier (the ECGs made above) lands in a run
+                            bench.warm_sources(files)  # no sender reads them from the disk
                             cpu0 = bench.cpu_seconds(proc.pid)
                             elapsed = bench.run_storescu(port, aet, files, streams)
                             cpu_ms = (bench.cpu_seconds(proc.pid) - cpu0) / len(files) * 1000
