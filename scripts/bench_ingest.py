@@ -14,7 +14,7 @@ lock). Their ratio therefore moves with the host's state: measured here on one d
 (pynetdicom 252-266 files/s) and 2.05-2.21x on slower hours (191-220 files/s), with the node's code unchanged
 (both with the prescanning sender below). Since the node writes staged objects' blocks directly (archive module
 notes, "Direct writes"), with senders in their default mode: 2.10-2.18x in four invocations of 3 to 5 rounds on one
-day (pynetdicom 237-266 files/s), every round at 1.98x or above.
+day (pynetdicom's medians 237-248 files/s), every round at 1.98x or above.
 
 Sender: storescu runs in its default mode, whose fixed list of 64 proposed SOP classes includes 12-lead ECG. With
 ``-R`` (``--prescan``; needed only for the classes outside that list) each storescu first reads and parses every
