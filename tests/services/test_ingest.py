@@ -951,24 +951,36 @@ def _cached_bytes(path: Path) -> int:
     return int(out.split()[0])
 
 
+def _page_cache_visible(folder: Path) -> str | None:
+    """Why what is in the page cache says nothing about direct writes in ``folder`` (``None``: it does)."""
+    if not _takes_direct_io(folder):
+        return f"the file system of {folder} refuses O_DIRECT"
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(folder)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if kind in ("tmpfs", "ramfs"):
+        return f"{folder} is on {kind}, whose files live in the page cache whatever the writes"
+    if shutil.which("fincore") is None:
+        return "util-linux fincore is needed to see what is in the page cache"
+    return None
+
+
 @pytest.mark.parametrize("size", [0, 100, 4096, 3 * 4096 + 17, (1 << 20) * 2 + 5000])
 def test_staged_blocks_go_to_the_disk_directly_and_the_tail_through_the_page_cache(tmp_path: Path,
                                                                                    size: int) -> None:
     archive = Archive(tmp_path / "data")
     archive.create(fan_out=False)
-    staging = archive.root / STAGING
-    if not _takes_direct_io(staging):
-        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
-    if shutil.which("fincore") is None:
-        pytest.skip("util-linux fincore is needed to see what is in the page cache")
     data = os.urandom(size)  # every block different: a block written at the wrong place would show
     staged = archive.begin_stage(data).sync()
     assert staged.size == size
-    # Only the last partial block went through the page cache; whole blocks were written past it.
-    assert _cached_bytes(staged.path) == (4096 if size % 4096 else 0)
+    unseen = _page_cache_visible(staged.path.parent)
+    if unseen is None:
+        # Only the last partial block went through the page cache; whole blocks were written past it.
+        assert _cached_bytes(staged.path) == (4096 if size % 4096 else 0)
     assert staged.path.read_bytes() == data
     archive.discard(staged)
     archive.close()
+    if unseen is not None:
+        pytest.skip(f"bytes checked; how they were written cannot be: {unseen}")
 
 
 def test_staging_on_a_file_system_without_direct_io_writes_through_the_page_cache(tmp_path: Path) -> None:
