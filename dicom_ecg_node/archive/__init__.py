@@ -479,11 +479,12 @@ class Archive:
             A write failed (``ENOSPC``...).
         """
         whole = len(view) - len(view) % _DIRECT_ALIGN
-        if whole == 0:
+        direct = getattr(os, "O_DIRECT", 0)  # absent on some systems (macOS): page cache there
+        if whole == 0 or not direct:
             return 0
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
         except OSError:  # EINVAL: this file system does not do direct I/O
             self._direct = False
             return 0
